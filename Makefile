@@ -1,0 +1,47 @@
+# Two environments: .venv (latest gymnasium / SB3) and .venv-compat (imitation 1.0.1 with
+# gymnasium 0.29.1 / SB3 2.2.1). TORCH picks the torch build; the default names a CPU
+# build where the machine's pip finds one (override e.g. TORCH=torch for your own CUDA).
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+COMPAT := .venv-compat
+PY := $(VENV)/bin/python
+CPY := $(COMPAT)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck test-main test-compat demo bench bench-quick clean
+
+test: lint typecheck test-main test-compat
+
+$(VENV)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,lint]"
+	touch $@
+
+$(COMPAT)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)
+	$(CPY) -m pip install -q --upgrade pip
+	$(CPY) -m pip install -q "$(TORCH)"
+	$(CPY) -m pip install -q -e ".[test,imitation]" "gymnasium==0.29.1" "stable-baselines3==2.2.1"
+	touch $@
+
+lint: $(VENV)/.ok
+	$(VENV)/bin/ruff check torchbuf tests benchmarks
+	$(VENV)/bin/ruff format --check torchbuf tests benchmarks
+
+typecheck: $(VENV)/.ok
+	$(VENV)/bin/mypy torchbuf
+
+test-main: $(VENV)/.ok
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-compat: $(COMPAT)/.ok
+	$(CPY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+demo: $(VENV)/.ok
+	$(PY) -m torchbuf demo
+
+clean:
+	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Adapters: one per env convention, each turning a step into a :class:`StepRecord`."""

@@ -1,0 +1,62 @@
+"""Host arrays to device tensors, and back, for observations of any space."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from torchbuf.types import Obs
+
+
+def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """Moves a numpy array or tensor to ``device`` (numpy is copied once, if at all)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    return torch.as_tensor(np.asarray(x), device=device)
+
+
+def obs_to_tensors(obs: Any, batch: int, device: torch.device) -> Obs:
+    """Converts a batch of observations (array, tensor or nested mapping).
+
+    Args:
+        obs: The batch, leading dimension ``batch``.
+        batch: The batch size.
+        device: Target device.
+
+    Returns:
+        A tensor, or a TensorDict (nested for nested mappings) of batch ``(batch,)``.
+    """
+    if isinstance(obs, TensorDictBase):
+        return obs.to(device)
+    if isinstance(obs, Mapping):
+        return TensorDict(
+            {k: obs_to_tensors(v, batch, device) for k, v in obs.items()},
+            batch_size=[batch],
+            device=device,
+        )
+    return as_tensor(obs, device)
+
+
+def stack_obs(items: list[Any], device: torch.device) -> Obs:
+    """Stacks single observations (arrays or nested mappings) into a batch."""
+    first = items[0]
+    if isinstance(first, Mapping):
+        return TensorDict(
+            {k: stack_obs([it[k] for it in items], device) for k in first},
+            batch_size=[len(items)],
+            device=device,
+        )
+    if isinstance(first, torch.Tensor):
+        return torch.stack([it.to(device) for it in items])
+    return torch.as_tensor(np.stack([np.asarray(it) for it in items]), device=device)
+
+
+def obs_to_numpy(obs: Obs) -> np.ndarray | dict[str, Any]:
+    """Converts a tensor or TensorDict of observations to numpy (dicts stay dicts)."""
+    if isinstance(obs, torch.Tensor):
+        return obs.detach().cpu().numpy()
+    return {k: obs_to_numpy(v) for k, v in obs.items()}

@@ -1,0 +1,164 @@
+"""The pop API over a slot storage: counters, infos, and typed batches.
+
+Every buffering wrapper owns one :class:`Recorder`; the wrappers only turn their
+env's step output into :class:`~torchbuf.record.StepRecord`\\ s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from torchbuf.record import StepRecord
+from torchbuf.storage import Segment, SlotStorage
+from torchbuf.types import Obs, TrajectoryWithRew, TransitionsWithRew
+
+InfoStep = tuple[np.ndarray | None, Sequence[dict[str, Any]]]
+
+
+class Recorder:
+    """Records steps of ``n_envs`` envs and pops them as typed batches.
+
+    Args:
+        n_envs: Number of envs.
+        device: Storage device.
+        keep_infos: Keep each step's info dicts (host objects) for the batches'
+            ``infos``; with ``False`` the batches carry ``infos=None``.
+        capacity: Initial slots per env (grows as needed).
+    """
+
+    def __init__(self, n_envs: int, device: torch.device | str, keep_infos: bool = True, capacity: int = 64):
+        self.n_envs = n_envs
+        self.keep_infos = keep_infos
+        self.storage = SlotStorage(n_envs, device, capacity)
+        self.n_transitions: int | None = None
+        self._pending: list[InfoStep] = []
+        self._carry: list[list[dict[str, Any]]] = [[] for _ in range(n_envs)]
+
+    @property
+    def device(self) -> torch.device:
+        """The storage device."""
+        return self.storage.device
+
+    @property
+    def n_unpopped(self) -> int:
+        """Transitions recorded and not yet returned by any pop."""
+        return int(self.storage.n_unpopped.sum())
+
+    def start(self, obs: Obs) -> None:
+        """Discards unpopped data and starts every env at ``obs``."""
+        self.storage.start(obs)
+        self.n_transitions = 0
+        self._pending = []
+        self._carry = [[] for _ in range(self.n_envs)]
+
+    def record(self, rec: StepRecord, infos: Sequence[dict[str, Any]] | None) -> None:
+        """Writes one step; ``infos`` holds one dict per env that stepped."""
+        self.storage.write(rec)
+        n = self.n_envs if rec.env_ids is None else len(rec.env_ids)
+        assert self.n_transitions is not None
+        self.n_transitions += n
+        if self.keep_infos:
+            self._pending.append((rec.env_ids, infos if infos is not None else [{}] * n))
+
+    def pop_transitions(self) -> TransitionsWithRew:
+        """Pops every unpopped transition (env by env, in time order).
+
+        Raises:
+            RuntimeError: empty (nothing recorded since the last pop).
+        """
+        if self.n_unpopped == 0:
+            raise RuntimeError("Called pop_transitions on an empty buffer: no transitions recorded since the last pop")
+        counts = self.storage.n_unpopped.copy()
+        flat = self.storage.take_transitions()
+        infos = None
+        if self.keep_infos:
+            per_env = self._infos_per_env()
+            infos = _object_array([i for e in range(self.n_envs) for i in per_env[e][: counts[e]]])
+        self.n_transitions = 0
+        return _transitions(flat, infos)
+
+    def pop_trajectories(self, finished_only: bool = False) -> tuple[list[TrajectoryWithRew], list[int]]:
+        """Pops trajectories and the lengths of the episodes completed since the last pop.
+
+        Args:
+            finished_only: Pop completed episodes only; running ones stay recorded.
+
+        Returns:
+            ``(trajs, ep_lens)``; ``([], [])`` when nothing is unpopped.
+        """
+        if self.n_unpopped == 0:
+            self.n_transitions = 0
+            return [], []
+        segments, obs, steps = self.storage.take_segments(finished_only)
+        per_env = self._infos_per_env() if self.keep_infos else None
+        trajs = _trajectories(segments, obs, steps, per_env)
+        if per_env is not None:
+            self._carry = per_env
+        self.n_transitions = 0
+        return trajs, [s.ep_len for s in segments if s.ep_len]
+
+    def _infos_per_env(self) -> list[list[dict[str, Any]]]:
+        """Collects unpopped infos per env; the caller consumes them from the front."""
+        per_env, self._carry = self._carry, [[] for _ in range(self.n_envs)]
+        for env_ids, infos in self._pending:
+            ids = range(self.n_envs) if env_ids is None else env_ids
+            for env, info in zip(ids, infos):
+                per_env[env].append(info)
+        self._pending = []
+        return per_env
+
+
+def _object_array(items: list[Any]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _transitions(flat: TensorDict, infos: np.ndarray | None) -> TransitionsWithRew:
+    terminated, truncated = flat["terminated"], flat["truncated"]
+    return TransitionsWithRew(
+        obs=flat["obs"],
+        acts=flat["acts"],
+        next_obs=flat["next_obs"],
+        dones=terminated | truncated,
+        terminated=terminated,
+        truncated=truncated,
+        rews=flat["rews"],
+        infos=infos,
+        batch_size=flat.batch_size,
+    )
+
+
+def _trajectories(
+    segments: list[Segment],
+    obs: Obs,
+    steps: TensorDict,
+    per_env: list[list[dict[str, Any]]] | None,
+) -> list[TrajectoryWithRew]:
+    """Splits the concatenated segments into trajectories (views of one copy)."""
+    obs_parts = obs.split([s.last - s.first + 1 for s in segments])
+    step_parts = steps.split([s.last - s.first for s in segments])
+    trajs = []
+    for seg, o, st in zip(segments, obs_parts, step_parts):
+        infos = None
+        if per_env is not None:
+            n = seg.last - seg.first
+            infos, per_env[seg.env] = _object_array(per_env[seg.env][:n]), per_env[seg.env][n:]
+        trajs.append(
+            TrajectoryWithRew(
+                obs=o,
+                acts=st["acts"],
+                rews=st["rews"],
+                terminated=st["terminated"],
+                truncated=st["truncated"],
+                infos=infos,
+                terminal=bool(seg.ep_len),
+                batch_size=[],
+            )
+        )
+    return trajs

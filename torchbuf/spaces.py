@@ -1,0 +1,61 @@
+"""Checks of env data against gymnasium spaces, with errors that name env and field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+
+def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> None:
+    """Checks that ``value`` is a batch of ``n_envs`` elements of ``space``.
+
+    Shapes, dtype kinds and dict keys are checked on every call; values only where
+    the check is cheap and exact (discrete ranges of host arrays).
+
+    Args:
+        space: The single-env space.
+        value: The batch (numpy array, tensor, or mapping for dict spaces).
+        n_envs: Expected batch size.
+        field: Name used in error messages (``"obs"``, ``"actions"``, ...).
+
+    Raises:
+        ValueError: the batch does not fit, naming the field and, where known, the
+            env index.
+    """
+    if isinstance(space, spaces.Dict):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{field}: expected a mapping with keys {sorted(space.spaces)}, got {type(value).__name__}")
+        if set(value.keys()) != set(space.spaces):
+            raise ValueError(f"{field}: keys {sorted(value.keys())} do not match the space's {sorted(space.spaces)}")
+        for key, sub in space.spaces.items():
+            check_batch(sub, value[key], n_envs, f"{field}[{key!r}]")
+        return
+    shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+    expected = (n_envs, *(space.shape or ()))
+    if shape != expected:
+        raise ValueError(f"{field}: expected shape {expected} (n_envs, *space.shape), got {shape}")
+    if space.dtype is not None and _kind(value) != np.dtype(space.dtype).kind and not _int_for_float(value, space):
+        raise ValueError(f"{field}: dtype {value.dtype} does not fit the space's {space.dtype}")
+    if isinstance(space, spaces.Discrete) and isinstance(value, np.ndarray):
+        bad = np.flatnonzero((value < space.start) | (value >= space.start + space.n))
+        if bad.size:
+            raise ValueError(f"{field}: env {int(bad[0])} gave {value[bad[0]]}, outside {space}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return "b"
+        return "f" if value.dtype.is_floating_point else ("i" if value.dtype.is_signed else "u")
+    kind: str = np.asarray(value).dtype.kind
+    return kind
+
+
+def _int_for_float(value: Any, space: spaces.Space) -> bool:
+    """Integer kinds are interchangeable (int/uint); ints may fill float spaces."""
+    kinds = {_kind(value), np.dtype(space.dtype).kind}
+    return kinds <= {"i", "u"} or (kinds <= {"i", "u", "f"} and np.dtype(space.dtype).kind == "f")

@@ -1,0 +1,284 @@
+"""Preallocated per-env slot streams on the device.
+
+Each env owns one row of slots. Slot ``cur[e]`` holds the observation the env's next
+action applies to; every step writes the action, reward and flags into that slot and
+the next observation into the slot after it. Where an episode ends, the slot after
+the transition holds the terminal observation (and the episode's length in
+``ep_len``), and the reset observation goes one slot further. Observations are thus
+stored once: a transition's ``next_obs`` is the following slot.
+
+The storage sees tensors only, never an env. The host keeps two counts per row that
+it knows without reading the device: the number of unpopped transitions, and an upper
+bound on the cursor, which decides growth. Column ``capacity`` is a trash column that
+absorbs the writes of rows that have nothing to write, so no step needs a mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from torchbuf.record import StepRecord
+from torchbuf.types import Obs
+
+_STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
+
+
+@dataclass
+class Segment:
+    """A contiguous run of slots of one env, popped as one trajectory.
+
+    Attributes:
+        env: The env's index.
+        first: The slot of the segment's first observation.
+        last: The slot of its last observation (``last - first`` actions).
+        ep_len: The full episode length if the segment ends the episode, else 0.
+    """
+
+    env: int
+    first: int
+    last: int
+    ep_len: int
+
+
+class SlotStorage:
+    """Per-env slot streams in one preallocated TensorDict.
+
+    Args:
+        n_envs: Number of rows (envs).
+        device: Where the tensors live.
+        capacity: Initial slots per row; doubled whenever a step could overflow.
+    """
+
+    def __init__(self, n_envs: int, device: torch.device | str = "cpu", capacity: int = 64):
+        self.n_envs = n_envs
+        self.device = torch.device(device)
+        self.capacity = max(int(capacity), 4)
+        self.data: TensorDict | None = None
+        self._rows = torch.arange(n_envs, device=self.device)
+        self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self._ep_t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
+        self._bound = np.zeros(n_envs, dtype=np.int64)
+
+    # ------------------------------------------------------------------ writing
+    def start(self, obs: Obs) -> None:
+        """Discards everything and starts every row at ``obs`` (a reset).
+
+        Args:
+            obs: Reset observations, batch ``(n_envs,)``, on the storage device.
+        """
+        if self.data is None or not self._obs_matches(obs):
+            self.data = TensorDict(
+                {"obs": _alloc(obs, self.capacity + 1), "ep_len": self._zeros(torch.long)},
+                batch_size=[self.n_envs, self.capacity + 1],
+                device=self.device,
+            )
+        self._cur.zero_()
+        self._ep_t.zero_()
+        self.n_unpopped[:] = 0
+        self._bound[:] = 0
+        _put(self.data["obs"], self._rows, self._cur, obs)
+        self.data["ep_len"][:, 0] = 0
+
+    def write(self, rec: StepRecord) -> None:
+        """Writes one step of the envs in ``rec`` at their cursors.
+
+        Args:
+            rec: The step, on the storage device.
+        """
+        assert self.data is not None, "start() first"
+        if "acts" not in self.data.keys():
+            self._alloc_step_fields(rec)
+        host_rows = slice(None) if rec.env_ids is None else rec.env_ids
+        grow = 2 if rec.dones_host is None else 1 + rec.dones_host.astype(np.int64)
+        self._bound[host_rows] += grow
+        if int(self._bound[host_rows].max()) + 1 >= self.capacity:
+            self._grow(int(self._bound.max()) + 2)
+        rows = self._rows if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
+        cur = self._cur if rec.env_ids is None else self._cur[rows]
+        data = self.data
+        for name in _STEP_FIELDS:
+            data[name][rows, cur] = getattr(rec, name)
+        done = rec.terminated | rec.truncated
+        nxt = cur + 1
+        after = torch.where(done, cur + 2, self.capacity)
+        obs = data["obs"]
+        if rec.final_obs is None:
+            _put(obs, rows, nxt, rec.obs)
+        else:
+            _put(obs, rows, nxt, _where(done, rec.final_obs, rec.obs))
+        _put(obs, rows, after, rec.obs)
+        ep_t = self._ep_t[rows] + 1
+        ep_len = data["ep_len"]
+        ep_len[rows, nxt] = torch.where(done, ep_t, 0)
+        ep_len[rows, after] = 0
+        self._ep_t[rows] = torch.where(done, 0, ep_t)
+        self._cur[rows] = nxt + done
+        self.n_unpopped[host_rows] += 1
+
+    # ------------------------------------------------------------------ reading
+    def take_transitions(self) -> TensorDict:
+        """Pops every unpopped transition, env by env in time order.
+
+        Does no device-to-host synchronisation: sizes come from host counts.
+
+        Returns:
+            A flat TensorDict with ``obs, next_obs, acts, rews, terminated,
+            truncated``, batch ``(n_unpopped.sum(),)``; a copy, never a view.
+        """
+        assert self.data is not None and "acts" in self.data.keys()
+        counts = self.n_unpopped
+        n = int(counts.sum())
+        width = int(self._bound.max())
+        col = torch.arange(width, device=self.device)
+        is_tr = (self.data["ep_len"][:, :width] == 0) & (col < self._cur[:, None])
+        offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
+        rank = is_tr.cumsum(1) - 1 + offset[:, None]
+        target = torch.where(is_tr, rank, n)
+        slot = self._rows[:, None] * (self.capacity + 1) + col
+        index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
+        index.scatter_(0, target.flatten(), slot.flatten())
+        out = self._gather(index[:n], index[:n] + 1)
+        self._restart_at_cursor()
+        return out
+
+    def take_segments(self, finished_only: bool) -> tuple[list[Segment], TensorDict, TensorDict]:
+        """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
+
+        Reads the episode-end markers of the unpopped slots to the host: one
+        synchronisation, of ``n_envs`` x (slots since the last pop) integers.
+
+        Args:
+            finished_only: Keep the running episodes' slots unpopped.
+
+        Returns:
+            The segments, the observations of all segments concatenated (each
+            segment's ``last - first + 1`` slots), and the per-action fields of all
+            segments concatenated (``last - first`` slots each).
+        """
+        assert self.data is not None and "acts" in self.data.keys()
+        width = int(self._bound.max()) + 1
+        col = torch.arange(width, device=self.device)
+        marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
+        marks_host = marks.cpu().numpy()
+        segments, keep_from = self._segments(marks_host, finished_only)
+        obs_slots = [np.arange(s.first, s.last + 1) + s.env * (self.capacity + 1) for s in segments]
+        act_slots = [np.arange(s.first, s.last) + s.env * (self.capacity + 1) for s in segments]
+        flat = self.data.reshape(-1)
+        obs = flat["obs"][self._index(obs_slots)]
+        steps = flat.select(*_STEP_FIELDS)[self._index(act_slots)]
+        if finished_only:
+            self._keep_from(keep_from)
+        else:
+            self._restart_at_cursor()
+        return segments, obs, steps
+
+    # ------------------------------------------------------------------ helpers
+    def _segments(self, marks: np.ndarray, finished_only: bool) -> tuple[list[Segment], np.ndarray]:
+        """Cuts each row's unpopped slots at the episode ends found in ``marks``.
+
+        Returns:
+            The segments, and per row the slot where the unpopped rest begins.
+        """
+        segments: list[Segment] = []
+        keep_from = np.zeros(self.n_envs, dtype=np.int64)
+        remaining = np.zeros(self.n_envs, dtype=np.int64)
+        for env in np.flatnonzero(self.n_unpopped):
+            ends = np.flatnonzero(marks[env])
+            first = 0
+            for end in ends:
+                segments.append(Segment(int(env), first, int(end), int(marks[env, end])))
+                first = int(end) + 1
+            cur = int(self.n_unpopped[env]) + len(ends)
+            if not finished_only and cur > first:
+                segments.append(Segment(int(env), first, cur, 0))
+            keep_from[env], remaining[env] = first, cur - first
+        if finished_only:
+            self.n_unpopped = remaining
+        return segments, keep_from
+
+    def _index(self, parts: list[np.ndarray]) -> torch.Tensor:
+        host = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return torch.as_tensor(host, dtype=torch.long, device=self.device)
+
+    def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
+        assert self.data is not None
+        flat = self.data.reshape(-1)
+        out = flat.select(*_STEP_FIELDS)[index]
+        out["obs"] = flat["obs"][index]
+        out["next_obs"] = flat["obs"][next_index]
+        return out
+
+    def _restart_at_cursor(self) -> None:
+        """Moves each row's current observation to slot 0: all else is popped."""
+        assert self.data is not None
+        obs = self.data["obs"]
+        _put(obs, self._rows, torch.zeros_like(self._cur), obs[self._rows, self._cur])
+        self.data["ep_len"][:, 0] = 0
+        self._cur.zero_()
+        self.n_unpopped[:] = 0
+        self._bound[:] = 0
+
+    def _keep_from(self, keep_from: np.ndarray) -> None:
+        """Shifts each row's slots ``keep_from[e]..cur[e]`` to the row's start."""
+        assert self.data is not None
+        width = int(self.n_unpopped.max() + 1)
+        first = torch.as_tensor(keep_from, device=self.device)
+        cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
+        self.data[:, :width] = self.data[self._rows[:, None], cols]
+        self._cur = torch.as_tensor(self.n_unpopped.copy(), device=self.device)
+        self._bound = self.n_unpopped.copy()
+
+    def _grow(self, needed: int) -> None:
+        assert self.data is not None
+        capacity = max(2 * self.capacity, needed)
+        grown = self.data.new_zeros(self.n_envs, capacity + 1)
+        grown[:, : self.capacity] = self.data[:, : self.capacity]
+        self.data, self.capacity = grown, capacity
+
+    def _alloc_step_fields(self, rec: StepRecord) -> None:
+        assert self.data is not None
+        for name in _STEP_FIELDS:
+            value: torch.Tensor = getattr(rec, name)
+            self.data[name] = self._zeros(value.dtype, tuple(value.shape[1:]))
+
+    def _zeros(self, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> torch.Tensor:
+        return torch.zeros((self.n_envs, self.capacity + 1, *shape), dtype=dtype, device=self.device)
+
+    def _obs_matches(self, obs: Obs) -> bool:
+        assert self.data is not None
+        stored = self.data["obs"]
+        if isinstance(obs, torch.Tensor) or isinstance(stored, torch.Tensor):
+            return isinstance(obs, torch.Tensor) and isinstance(stored, torch.Tensor) and (
+                obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype
+            )
+        return _spec(obs, 1) == _spec(stored, 2)
+
+
+def _spec(td: TensorDictBase, skip: int) -> dict:
+    return {k: (v.shape[skip:], v.dtype) for k, v in td.items(True, True)}
+
+
+def _alloc(obs: Obs, slots: int) -> Obs:
+    """Zeros shaped like ``obs`` with a slot dimension after the env dimension."""
+    if isinstance(obs, torch.Tensor):
+        return obs.new_zeros((obs.shape[0], slots, *obs.shape[1:]))
+    return obs.new_zeros(obs.batch_size[0], slots)
+
+
+def _put(store: Obs, rows: torch.Tensor, cols: torch.Tensor, value: Obs) -> None:
+    if isinstance(store, torch.Tensor):
+        store[rows, cols] = value  # type: ignore[index]
+        return
+    for key, leaf in store.items(True, True):
+        leaf[rows, cols] = value.get(key)  # type: ignore[union-attr]
+
+
+def _where(cond: torch.Tensor, a: Obs, b: Obs) -> Obs:
+    if isinstance(a, torch.Tensor):
+        return torch.where(cond.view(-1, *([1] * (a.dim() - 1))), a, b)  # type: ignore[arg-type]
+    return a.apply(lambda x, y: torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y), b)

@@ -1,0 +1,177 @@
+"""Typed tensor batches: the transitions and trajectories that pops return.
+
+Field names follow ``imitation.data.types`` (``obs, acts, infos, next_obs, dones,
+rews, terminal``), plus ``terminated`` / ``truncated`` kept apart. Observations are a
+tensor, or a (nested) ``TensorDict`` for dict spaces. Dtypes are those the env gave
+(uint8 images stay uint8). Every batch lives on one device; ``infos`` is host data (a
+numpy object array of dicts) or ``None`` when infos were not kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from tensordict import TensorClass, TensorDictBase
+
+Obs = torch.Tensor | TensorDictBase
+_B = TypeVar("_B", bound="_Batch")
+
+
+def obs_len(obs: Obs) -> int:
+    """Returns the leading (time or batch) length of an observation batch."""
+    return int(obs.shape[0]) if isinstance(obs, torch.Tensor) else int(obs.batch_size[0])
+
+
+class _Batch(TensorClass["nocast"]):
+    """Shared behaviour of the typed batches: ``infos`` follows indexing."""
+
+    def __getitem__(self: _B, index: Any) -> _B:
+        out = super().__getitem__(index)
+        infos = self.infos  # type: ignore[attr-defined]
+        if infos is not None and out.batch_dims == 1:
+            host_index = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
+            out.infos = np.asarray(infos)[host_index]
+        return out
+
+    def _check_infos(self, n: int, name: str) -> None:
+        infos = self.infos  # type: ignore[attr-defined]
+        if infos is not None and len(infos) != n:
+            raise ValueError(f"infos must have one entry per {name}: {len(infos)} != {n}")
+
+
+class Trajectory(_Batch):
+    """A trajectory (or a fragment of one) of a single environment.
+
+    Attributes:
+        obs: Observations, shape ``(trajectory_len + 1,) + obs_shape``; a TensorDict
+            of such tensors for dict spaces. The last one is the terminal
+            observation when ``terminal`` is true.
+        acts: Actions, shape ``(trajectory_len,) + action_shape``.
+        terminated: Whether the env reported termination after each action, shape
+            ``(trajectory_len,)``, bool.
+        truncated: Whether the env reported truncation after each action, shape
+            ``(trajectory_len,)``, bool.
+        infos: Host numpy object array of the info dicts, one per action, or
+            ``None`` when infos were not kept.
+        terminal: Whether the fragment ends with the episode's end.
+    """
+
+    obs: Obs
+    acts: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    infos: Any = None
+    terminal: bool = True
+
+    def __post_init__(self) -> None:
+        """Checks the trajectory's invariants.
+
+        Raises:
+            ValueError: lengths disagree.
+        """
+        n_acts = int(self.acts.shape[0])
+        if obs_len(self.obs) != n_acts + 1:
+            raise ValueError(
+                "expected one more observation than actions: "
+                f"{obs_len(self.obs)} != {n_acts} + 1"
+            )
+        self._check_infos(n_acts, "action")
+
+    def to_imitation(self) -> Any:
+        """Converts to ``imitation.data.types.Trajectory`` (numpy, on the host)."""
+        from torchbuf import interop
+
+        return interop.trajectory_to_imitation(self)
+
+
+class TrajectoryWithRew(Trajectory):
+    """A :class:`Trajectory` with rewards.
+
+    Attributes:
+        rews: Rewards, shape ``(trajectory_len,)``, in the env's dtype.
+    """
+
+    rews: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        """Checks the trajectory's invariants.
+
+        Raises:
+            ValueError: lengths or shapes disagree.
+        """
+        super().__post_init__()
+        n_acts = int(self.acts.shape[0])
+        if self.rews is None or tuple(self.rews.shape[:1]) != (n_acts,):
+            shape = None if self.rews is None else tuple(self.rews.shape)
+            raise ValueError(f"rews must have shape ({n_acts},), got {shape}")
+
+
+class Transitions(_Batch):
+    """A flat batch of transitions, batch size ``(n,)``.
+
+    Attributes:
+        obs: Observations before each action, shape ``(n,) + obs_shape``.
+        acts: Actions, shape ``(n,) + action_shape``.
+        next_obs: Observations after each action, shape ``(n,) + obs_shape``; the
+            terminal observation where an episode ended.
+        dones: ``terminated | truncated``, shape ``(n,)``, bool.
+        terminated: Termination flags, shape ``(n,)``, bool.
+        truncated: Truncation flags, shape ``(n,)``, bool.
+        infos: Host numpy object array of info dicts, or ``None``.
+    """
+
+    obs: Obs
+    acts: torch.Tensor
+    next_obs: Obs
+    dones: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    infos: Any = None
+
+    def __post_init__(self) -> None:
+        """Checks the batch's invariants.
+
+        Raises:
+            ValueError: lengths disagree.
+        """
+        if self.batch_dims == 1:
+            self._check_infos(int(self.batch_size[0]), "transition")
+
+    def to_imitation(self) -> Any:
+        """Converts to ``imitation.data.types.Transitions`` (numpy, on the host)."""
+        from torchbuf import interop
+
+        return interop.transitions_to_imitation(self)
+
+
+class TransitionsWithRew(Transitions):
+    """A :class:`Transitions` batch with rewards.
+
+    Attributes:
+        rews: Rewards, shape ``(n,)``, in the env's dtype.
+    """
+
+    rews: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        """Checks the batch's invariants.
+
+        Raises:
+            ValueError: rewards missing.
+        """
+        super().__post_init__()
+        if self.rews is None:
+            raise ValueError("rews is required")
+
+
+def _n_actions(self: Trajectory) -> int:
+    """Returns the number of actions (transitions) of the trajectory."""
+    return int(self.acts.shape[0])
+
+
+# TensorClass defines ``__len__`` from the batch size (empty for a trajectory);
+# imitation's ``len(traj)`` is the number of actions, so set it after the fact.
+Trajectory.__len__ = _n_actions  # type: ignore[method-assign]
+TrajectoryWithRew.__len__ = _n_actions  # type: ignore[method-assign]
