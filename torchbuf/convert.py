@@ -59,4 +59,4 @@ def obs_to_numpy(obs: Obs) -> np.ndarray | dict[str, Any]:
     """Converts a tensor or TensorDict of observations to numpy (dicts stay dicts)."""
     if isinstance(obs, torch.Tensor):
         return obs.detach().cpu().numpy()
-    return {k: obs_to_numpy(v) for k, v in obs.items()}
+    return {k: obs_to_numpy(v) for k, v in obs.items()}  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+
+from torchbuf.types import Obs
 
 
 @dataclass
@@ -32,11 +33,11 @@ class StepRecord:
             when every env stepped.
     """
 
-    obs: TensorDictBase
+    obs: Obs
     acts: torch.Tensor
     rews: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
-    final_obs: TensorDictBase | None = None
+    final_obs: Obs | None = None
     dones_host: np.ndarray | None = None
     env_ids: np.ndarray | None = None

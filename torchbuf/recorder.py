@@ -1,4 +1,4 @@
-"""The pop API over a slot storage: counters, infos, and typed batches.
+r"""The pop API over a slot storage: counters, infos, and typed batches.
 
 Every buffering wrapper owns one :class:`Recorder`; the wrappers only turn their
 env's step output into :class:`~torchbuf.record.StepRecord`\\ s.
@@ -72,7 +72,9 @@ class Recorder:
             RuntimeError: empty (nothing recorded since the last pop).
         """
         if self.n_unpopped == 0:
-            raise RuntimeError("Called pop_transitions on an empty buffer: no transitions recorded since the last pop")
+            raise RuntimeError(
+                "Called pop_transitions on an empty buffer: no transitions recorded since the last pop"
+            )
         counts = self.storage.n_unpopped.copy()
         flat = self.storage.take_transitions()
         infos = None
@@ -107,7 +109,7 @@ class Recorder:
         per_env, self._carry = self._carry, [[] for _ in range(self.n_envs)]
         for env_ids, infos in self._pending:
             ids = range(self.n_envs) if env_ids is None else env_ids
-            for env, info in zip(ids, infos):
+            for env, info in zip(ids, infos, strict=False):
                 per_env[env].append(info)
         self._pending = []
         return per_env
@@ -144,7 +146,7 @@ def _trajectories(
     obs_parts = obs.split([s.last - s.first + 1 for s in segments])
     step_parts = steps.split([s.last - s.first for s in segments])
     trajs = []
-    for seg, o, st in zip(segments, obs_parts, step_parts):
+    for seg, o, st in zip(segments, obs_parts, step_parts, strict=False):
         infos = None
         if per_env is not None:
             n = seg.last - seg.first

@@ -28,9 +28,13 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
     """
     if isinstance(space, spaces.Dict):
         if not isinstance(value, Mapping):
-            raise ValueError(f"{field}: expected a mapping with keys {sorted(space.spaces)}, got {type(value).__name__}")
+            raise ValueError(
+                f"{field}: expected a mapping with keys {sorted(space.spaces)}, got {type(value).__name__}"
+            )
         if set(value.keys()) != set(space.spaces):
-            raise ValueError(f"{field}: keys {sorted(value.keys())} do not match the space's {sorted(space.spaces)}")
+            raise ValueError(
+                f"{field}: keys {sorted(value.keys())} do not match the space's {sorted(space.spaces)}"
+            )
         for key, sub in space.spaces.items():
             check_batch(sub, value[key], n_envs, f"{field}[{key!r}]")
         return
@@ -38,7 +42,11 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
     expected = (n_envs, *(space.shape or ()))
     if shape != expected:
         raise ValueError(f"{field}: expected shape {expected} (n_envs, *space.shape), got {shape}")
-    if space.dtype is not None and _kind(value) != np.dtype(space.dtype).kind and not _int_for_float(value, space):
+    if (
+        space.dtype is not None
+        and _kind(value) != np.dtype(space.dtype).kind
+        and not _int_for_float(value, space)
+    ):
         raise ValueError(f"{field}: dtype {value.dtype} does not fit the space's {space.dtype}")
     if isinstance(space, spaces.Discrete) and isinstance(value, np.ndarray):
         bad = np.flatnonzero((value < space.start) | (value >= space.start + space.n))

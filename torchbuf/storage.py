@@ -91,7 +91,7 @@ class SlotStorage:
             rec: The step, on the storage device.
         """
         assert self.data is not None, "start() first"
-        if "acts" not in self.data.keys():
+        if "acts" not in self.data:
             self._alloc_step_fields(rec)
         host_rows = slice(None) if rec.env_ids is None else rec.env_ids
         grow = 2 if rec.dones_host is None else 1 + rec.dones_host.astype(np.int64)
@@ -130,7 +130,7 @@ class SlotStorage:
             A flat TensorDict with ``obs, next_obs, acts, rews, terminated,
             truncated``, batch ``(n_unpopped.sum(),)``; a copy, never a view.
         """
-        assert self.data is not None and "acts" in self.data.keys()
+        assert self.data is not None and "acts" in self.data
         counts = self.n_unpopped
         n = int(counts.sum())
         width = int(self._bound.max())
@@ -160,7 +160,7 @@ class SlotStorage:
             segment's ``last - first + 1`` slots), and the per-action fields of all
             segments concatenated (``last - first`` slots each).
         """
-        assert self.data is not None and "acts" in self.data.keys()
+        assert self.data is not None and "acts" in self.data
         width = int(self._bound.max()) + 1
         col = torch.arange(width, device=self.device)
         marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
@@ -236,7 +236,7 @@ class SlotStorage:
     def _grow(self, needed: int) -> None:
         assert self.data is not None
         capacity = max(2 * self.capacity, needed)
-        grown = self.data.new_zeros(self.n_envs, capacity + 1)
+        grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
         grown[:, : self.capacity] = self.data[:, : self.capacity]
         self.data, self.capacity = grown, capacity
 
@@ -253,8 +253,10 @@ class SlotStorage:
         assert self.data is not None
         stored = self.data["obs"]
         if isinstance(obs, torch.Tensor) or isinstance(stored, torch.Tensor):
-            return isinstance(obs, torch.Tensor) and isinstance(stored, torch.Tensor) and (
-                obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype
+            return (
+                isinstance(obs, torch.Tensor)
+                and isinstance(stored, torch.Tensor)
+                and (obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype)
             )
         return _spec(obs, 1) == _spec(stored, 2)
 
@@ -266,8 +268,8 @@ def _spec(td: TensorDictBase, skip: int) -> dict:
 def _alloc(obs: Obs, slots: int) -> Obs:
     """Zeros shaped like ``obs`` with a slot dimension after the env dimension."""
     if isinstance(obs, torch.Tensor):
-        return obs.new_zeros((obs.shape[0], slots, *obs.shape[1:]))
-    return obs.new_zeros(obs.batch_size[0], slots)
+        return torch.zeros((obs.shape[0], slots, *obs.shape[1:]), dtype=obs.dtype, device=obs.device)
+    return obs.new_zeros(torch.Size([obs.batch_size[0], slots]))
 
 
 def _put(store: Obs, rows: torch.Tensor, cols: torch.Tensor, value: Obs) -> None:
@@ -280,5 +282,9 @@ def _put(store: Obs, rows: torch.Tensor, cols: torch.Tensor, value: Obs) -> None
 
 def _where(cond: torch.Tensor, a: Obs, b: Obs) -> Obs:
     if isinstance(a, torch.Tensor):
-        return torch.where(cond.view(-1, *([1] * (a.dim() - 1))), a, b)  # type: ignore[arg-type]
-    return a.apply(lambda x, y: torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y), b)
+        assert isinstance(b, torch.Tensor)
+        return torch.where(cond.view(-1, *([1] * (a.dim() - 1))), a, b)
+    assert isinstance(b, TensorDictBase)
+    out = a.apply(lambda x, y: torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y), b)
+    assert out is not None
+    return out

@@ -46,13 +46,13 @@ def sb3_record(
     truncated = np.zeros(n, dtype=bool)
     final = None
     if ended.size:
-        for env in ended:
+        for env in ended.tolist():
             if "terminal_observation" not in infos[env]:
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
         final = obs_t.clone()
         final[torch.as_tensor(ended, device=device)] = stack_obs(
-            [infos[env]["terminal_observation"] for env in ended], device
+            [infos[env]["terminal_observation"] for env in ended.tolist()], device
         )
     return StepRecord(
         obs=obs_t,
