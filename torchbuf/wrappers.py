@@ -81,6 +81,15 @@ class BufferingWrapper(VecEnvWrapper):
         return self._recorder.n_transitions
 
     @property
+    def n_unpopped(self) -> int:
+        """Transitions recorded and not yet returned by any pop.
+
+        Differs from ``n_transitions`` only after ``pop_finished_trajectories()``
+        left running episodes behind: those come out of a later pop.
+        """
+        return self._recorder.n_unpopped
+
+    @property
     def device(self) -> torch.device:
         """The storage device."""
         return self._recorder.device
