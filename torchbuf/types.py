@@ -35,6 +35,33 @@ class _Batch(TensorClass["nocast"]):
             out.infos = np.asarray(infos)[host_index]
         return out
 
+    @classmethod
+    def from_imitation(
+        cls: type[_B], obj: Any, device: torch.device | str = "cpu", *, separator: str | None = "."
+    ) -> _B:
+        """Converts one of imitation's numpy batches (see :func:`torchbuf.interop.from_imitation`).
+
+        Args:
+            obj: An ``imitation.data.types`` trajectory or transitions batch.
+            device: Where the tensors go.
+            separator: Splits dict observation keys into nested TensorDicts, or ``None``.
+
+        Returns:
+            The converted batch, an instance of this class.
+
+        Raises:
+            TypeError: ``obj`` does not convert to this class (e.g. transitions
+                given to ``Trajectory.from_imitation``, or no rewards given to a
+                ``*WithRew`` class).
+        """
+        from torchbuf import interop
+
+        out = interop.from_imitation(obj, device, separator=separator)
+        if not isinstance(out, cls):
+            got = type(out).__name__
+            raise TypeError(f"{type(obj).__name__} converts to a {got}, not a {cls.__name__}")
+        return out
+
     def _check_infos(self, n: int, name: str) -> None:
         infos = self.infos  # type: ignore[attr-defined]
         if infos is not None and len(infos) != n:
