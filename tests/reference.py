@@ -22,6 +22,29 @@ class ListRecorder:
             else:
                 f["obs"].append(obs[e])
 
+    def step_rows(self, rows, acts, obs, rews, terminated, truncated, final_obs, infos):
+        """Steps only ``rows``; a final obs of ``None`` leaves the reset obs to come."""
+        for j, e in enumerate(rows):
+            f = self.frag[e]
+            f["steps"].append((acts[j], rews[j], terminated[j], truncated[j], infos[j]))
+            self.ep_t[e] += 1
+            if terminated[j] or truncated[j]:
+                f["obs"].append(obs[j] if final_obs[j] is None else final_obs[j])
+                self.done[e].append((f["obs"], f["steps"], self.ep_t[e]))
+                self.frag[e], self.ep_t[e] = (
+                    {"obs": [None if final_obs[j] is None else obs[j]], "steps": []},
+                    0,
+                )
+            else:
+                f["obs"].append(obs[j])
+
+    def reset_env(self, e, obs):
+        """A reset of env ``e``: a running episode is cut there (its fragment ends)."""
+        f = self.frag[e]
+        if f["obs"][-1] is not None and f["steps"]:
+            self.done[e].append((f["obs"], f["steps"], 0))
+        self.frag[e], self.ep_t[e] = {"obs": [obs], "steps": []}, 0
+
     def n_unpopped(self):
         return sum(len(s) for d in self.done for _, s, _ in d) + sum(len(f["steps"]) for f in self.frag)
 

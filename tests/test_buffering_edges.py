@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -220,7 +222,7 @@ def test_obs_that_does_not_fit_the_space(obs, mangle, match):
 def test_dict_obs_whose_keys_change():
     venv = _venv(obs="dict")
     venv.reset()
-    venv.venv.buf_obs = {"pos": venv.venv.buf_obs["pos"]}  # a key disappears
+    venv.venv.buf_obs = OrderedDict(pos=venv.venv.buf_obs["pos"])  # a key disappears
     venv.venv.keys = ["pos"]
     with pytest.raises(ValueError, match=r"keys \['pos'\] do not match"):
         venv.step(_zeros(venv))

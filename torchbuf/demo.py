@@ -70,7 +70,7 @@ def run_demo(n_envs: int = 8, steps: int = 1200, device: str | None = None, seed
     n_transitions = 0
     start = time.perf_counter()
     for t in tqdm(range(1, steps + 1), desc=f"recording {n_envs} envs on {device}", unit="step"):
-        obs, *_ = venv.step(scripted_cartpole(obs))
+        obs, *_ = venv.step(scripted_cartpole(np.asarray(obs)))
         if t % 100 == 0:
             trajs, ep_lens = venv.pop_finished_trajectories()
             returns += [float(tr.rews.sum()) for tr in trajs]

@@ -19,14 +19,21 @@ class StepRecord:
     """One step of ``n`` envs.
 
     Attributes:
-        obs: The observations the step returned, batch size ``(n,)``. Under
-            auto-reset these are reset observations for the envs whose episode ended.
+        obs: The observations the step returned, batch size ``(n,)``. Where an
+            episode ended these are reset observations (auto-reset in the same
+            step), unless ``final_in_obs``.
         acts: The actions taken, shape ``(n,) + action_shape``.
         rews: Rewards, shape ``(n,)``.
         terminated: Termination flags, shape ``(n,)``, bool.
         truncated: Truncation flags, shape ``(n,)``, bool.
         final_obs: The true last observations, read where ``terminated | truncated``
             (other rows are ignored), or ``None`` when no episode ended. Batch ``(n,)``.
+        final_in_obs: ``obs`` holds the final observations of the ended episodes;
+            their reset observations come later, through ``SlotStorage.restart``
+            (gymnasium's NEXT_STEP and DISABLED autoreset modes).
+        active: Rows that took a real step, or ``None`` for all. Inactive rows (a
+            NEXT_STEP reset step) record nothing.
+        active_host: ``active`` as a host array, where the host has it.
         dones_host: ``terminated | truncated`` as a host array when the env gave it
             on the host (lets the storage bound its cursors exactly), else ``None``.
         env_ids: Host indices of the envs that stepped (``n`` of them), or ``None``
@@ -39,5 +46,8 @@ class StepRecord:
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_obs: Obs | None = None
+    final_in_obs: bool = False
+    active: torch.Tensor | None = None
+    active_host: np.ndarray | None = None
     dones_host: np.ndarray | None = None
     env_ids: np.ndarray | None = None

@@ -1,11 +1,12 @@
-r"""The pop API over a slot storage: counters, infos, and typed batches.
+"""The pop API over a slot storage: counters, infos, and typed batches.
 
 Every buffering wrapper owns one :class:`Recorder`; the wrappers only turn their
-env's step output into :class:`~torchbuf.record.StepRecord`\\ s.
+env's step output into step records (:class:`~torchbuf.record.StepRecord`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from torchbuf.record import StepRecord
 from torchbuf.storage import Segment, SlotStorage
 from torchbuf.types import Obs, TrajectoryWithRew, TransitionsWithRew
 
-InfoStep = tuple[np.ndarray | None, Sequence[dict[str, Any]]]
+InfoStep = tuple[np.ndarray, Sequence[dict[str, Any]]]
 
 
 class Recorder:
@@ -59,11 +60,27 @@ class Recorder:
     def record(self, rec: StepRecord, infos: Sequence[dict[str, Any]] | None) -> None:
         """Writes one step; ``infos`` holds one dict per env that stepped."""
         self.storage.write(rec)
-        n = self.n_envs if rec.env_ids is None else len(rec.env_ids)
+        ids = np.arange(self.n_envs) if rec.env_ids is None else rec.env_ids
+        rows: np.ndarray | None = None  # positions in the step that made a transition
+        if rec.active is not None:
+            if rec.active_host is None:
+                self._drop_infos()
+            else:
+                rows = np.flatnonzero(rec.active_host)
         assert self.n_transitions is not None
-        self.n_transitions += n
+        self.n_transitions += len(ids) if rows is None else len(rows)
         if self.keep_infos:
-            self._pending.append((rec.env_ids, infos if infos is not None else [{}] * n))
+            infos = infos if infos is not None else [{}] * len(ids)
+            self._pending.append((ids, infos) if rows is None else (ids[rows], _Subset(infos, rows)))
+
+    def _drop_infos(self) -> None:
+        if self.keep_infos:
+            warnings.warn(
+                "infos are not kept: which envs made a transition is known only on the device",
+                stacklevel=4,
+            )
+            self.keep_infos = False
+            self._pending, self._carry = [], [[] for _ in range(self.n_envs)]
 
     def pop_transitions(self) -> TransitionsWithRew:
         """Pops every unpopped transition (env by env, in time order).
@@ -113,6 +130,19 @@ class Recorder:
                 per_env[env].append(info)
         self._pending = []
         return per_env
+
+
+class _Subset(Sequence[dict[str, Any]]):
+    """The infos of some positions of a step, read lazily."""
+
+    def __init__(self, infos: Sequence[dict[str, Any]], rows: np.ndarray):
+        self._infos, self._rows = infos, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return self._infos[int(self._rows[i])]
 
 
 def _object_array(items: list[Any]) -> np.ndarray:

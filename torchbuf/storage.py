@@ -5,12 +5,14 @@ action applies to; every step writes the action, reward and flags into that slot
 the next observation into the slot after it. Where an episode ends, the slot after
 the transition holds the terminal observation (and the episode's length in
 ``ep_len``), and the reset observation goes one slot further. Observations are thus
-stored once: a transition's ``next_obs`` is the following slot.
+stored once: a transition's ``next_obs`` is the following slot. A row reset in the
+middle of an episode gets a *cut* mark (``ep_len == -1``) on its last observation.
 
 The storage sees tensors only, never an env. The host keeps two counts per row that
-it knows without reading the device: the number of unpopped transitions, and an upper
-bound on the cursor, which decides growth. Column ``capacity`` is a trash column that
-absorbs the writes of rows that have nothing to write, so no step needs a mask.
+it knows without reading the device: the number of unpopped transitions (exact unless
+a step's active rows were only known on the device) and an upper bound on the cursor,
+which decides growth. Column ``capacity`` is a trash column that absorbs the writes
+of rows that have nothing to write, so no step needs a data-dependent branch.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class SlotStorage:
         self._rows = torch.arange(n_envs, device=self.device)
         self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._ep_t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
+        self.counts_exact = True
         self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
         self._bound = np.zeros(n_envs, dtype=np.int64)
 
@@ -79,10 +83,38 @@ class SlotStorage:
             )
         self._cur.zero_()
         self._ep_t.zero_()
+        self._awaiting.zero_()
+        self.counts_exact = True
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         _put(self.data["obs"], self._rows, self._cur, obs)
         self.data["ep_len"][:, 0] = 0
+
+    def restart(self, obs: Obs, mask: torch.Tensor, env_ids: np.ndarray | None = None) -> None:
+        """Starts new episodes in the rows where ``mask`` holds, keeping all data.
+
+        A row whose episode ended with ``final_in_obs`` takes ``obs`` in the slot it
+        kept free; a row still running is cut there (its fragment ends, not
+        terminal) and starts ``obs`` in the next slot.
+
+        Args:
+            obs: Observations, batch ``(n,)``; read where ``mask``.
+            mask: Bool, shape ``(n,)``: the rows to restart.
+            env_ids: Host indices of the ``n`` rows, or ``None`` for all rows.
+        """
+        assert self.data is not None, "start() first"
+        self._bound[slice(None) if env_ids is None else env_ids] += 1
+        self._ensure_capacity()
+        rows = self._rows if env_ids is None else torch.as_tensor(env_ids, device=self.device)
+        cur, awaiting = self._cur[rows], self._awaiting[rows]
+        cut = mask & ~awaiting
+        self.data["ep_len"][rows, torch.where(cut, cur, self.capacity)] = -1
+        at = cur + cut
+        _put(self.data["obs"], rows, torch.where(mask, at, self.capacity), obs)
+        self.data["ep_len"][rows, torch.where(mask, at, self.capacity)] = 0
+        self._cur[rows] = at
+        self._ep_t[rows] = torch.where(mask, 0, self._ep_t[rows])
+        self._awaiting[rows] = awaiting & ~mask
 
     def write(self, rec: StepRecord) -> None:
         """Writes one step of the envs in ``rec`` at their cursors.
@@ -93,49 +125,72 @@ class SlotStorage:
         assert self.data is not None, "start() first"
         if "acts" not in self.data:
             self._alloc_step_fields(rec)
-        host_rows = slice(None) if rec.env_ids is None else rec.env_ids
-        grow = 2 if rec.dones_host is None else 1 + rec.dones_host.astype(np.int64)
-        self._bound[host_rows] += grow
-        if int(self._bound[host_rows].max()) + 1 >= self.capacity:
-            self._grow(int(self._bound.max()) + 2)
+        self._count_on_host(rec)
         rows = self._rows if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        cur = self._cur if rec.env_ids is None else self._cur[rows]
+        cur, active = self._cur[rows], rec.active
+        trash = self.capacity
+        here = cur if active is None else torch.where(active, cur, trash)
         data = self.data
         for name in _STEP_FIELDS:
-            data[name][rows, cur] = getattr(rec, name)
+            data[name][rows, here] = getattr(rec, name)
         done = rec.terminated | rec.truncated
-        nxt = cur + 1
-        after = torch.where(done, cur + 2, self.capacity)
+        if active is not None:
+            done = done & active
+        nxt = here + 1 if active is None else torch.where(active, cur + 1, trash)
         obs = data["obs"]
-        if rec.final_obs is None:
+        if rec.final_obs is None or rec.final_in_obs:
             _put(obs, rows, nxt, rec.obs)
         else:
             _put(obs, rows, nxt, _where(done, rec.final_obs, rec.obs))
-        _put(obs, rows, after, rec.obs)
-        ep_t = self._ep_t[rows] + 1
+        if not rec.final_in_obs:
+            _put(obs, rows, torch.where(done, cur + 2, trash), rec.obs)
+        steps = 1 if active is None else active.long()
+        ep_t = self._ep_t[rows] + steps
         ep_len = data["ep_len"]
         ep_len[rows, nxt] = torch.where(done, ep_t, 0)
-        ep_len[rows, after] = 0
+        ep_len[rows, torch.where(done, cur + 2, trash)] = 0
         self._ep_t[rows] = torch.where(done, 0, ep_t)
-        self._cur[rows] = nxt + done
-        self.n_unpopped[host_rows] += 1
+        self._cur[rows] = cur + steps + done
+        if rec.final_in_obs:
+            self._awaiting[rows] = self._awaiting[rows] | done
+
+    def _count_on_host(self, rec: StepRecord) -> None:
+        """Advances the host counts (exact where the host has the flags) and grows."""
+        host_rows = slice(None) if rec.env_ids is None else rec.env_ids
+        active: int | np.ndarray = 1
+        if rec.active is not None and rec.active_host is not None:
+            active = rec.active_host.astype(np.int64)
+        elif rec.active is not None:
+            self.counts_exact = False
+        ends: int | np.ndarray = 1 if rec.dones_host is None else rec.dones_host.astype(np.int64)
+        self._bound[host_rows] += active + ends
+        self.n_unpopped[host_rows] += active
+        self._ensure_capacity()
+
+    def _ensure_capacity(self) -> None:
+        if int(self._bound.max()) + 1 >= self.capacity:
+            self._grow(int(self._bound.max()) + 2)
 
     # ------------------------------------------------------------------ reading
     def take_transitions(self) -> TensorDict:
         """Pops every unpopped transition, env by env in time order.
 
-        Does no device-to-host synchronisation: sizes come from host counts.
+        Does no device-to-host synchronisation while the host counts are exact; when
+        a step's active rows were known only on the device, reads the per-row
+        counts first (one synchronisation of ``n_envs`` integers).
 
         Returns:
             A flat TensorDict with ``obs, next_obs, acts, rews, terminated,
-            truncated``, batch ``(n_unpopped.sum(),)``; a copy, never a view.
+            truncated``, batch ``(n,)``; a copy, never a view.
         """
         assert self.data is not None and "acts" in self.data
-        counts = self.n_unpopped
-        n = int(counts.sum())
         width = int(self._bound.max())
         col = torch.arange(width, device=self.device)
         is_tr = (self.data["ep_len"][:, :width] == 0) & (col < self._cur[:, None])
+        if not self.counts_exact:
+            self.n_unpopped = is_tr.sum(1).cpu().numpy()
+        counts = self.n_unpopped
+        n = int(counts.sum())
         offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
         rank = is_tr.cumsum(1) - 1 + offset[:, None]
         target = torch.where(is_tr, rank, n)
@@ -149,8 +204,9 @@ class SlotStorage:
     def take_segments(self, finished_only: bool) -> tuple[list[Segment], TensorDict, TensorDict]:
         """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
 
-        Reads the episode-end markers of the unpopped slots to the host: one
-        synchronisation, of ``n_envs`` x (slots since the last pop) integers.
+        Reads the marks of the unpopped slots and the cursors to the host: one
+        synchronisation, of ``n_envs`` x (slots since the last pop) integers, never
+        of observation data.
 
         Args:
             finished_only: Keep the running episodes' slots unpopped.
@@ -164,8 +220,8 @@ class SlotStorage:
         width = int(self._bound.max()) + 1
         col = torch.arange(width, device=self.device)
         marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
-        marks_host = marks.cpu().numpy()
-        segments, keep_from = self._segments(marks_host, finished_only)
+        host = torch.cat([marks, self._cur[:, None]], 1).cpu().numpy()
+        segments, keep_from = self._segments(host[:, :-1], host[:, -1], finished_only)
         obs_slots = [np.arange(s.first, s.last + 1) + s.env * (self.capacity + 1) for s in segments]
         act_slots = [np.arange(s.first, s.last) + s.env * (self.capacity + 1) for s in segments]
         flat = self.data.reshape(-1)
@@ -178,27 +234,29 @@ class SlotStorage:
         return segments, obs, steps
 
     # ------------------------------------------------------------------ helpers
-    def _segments(self, marks: np.ndarray, finished_only: bool) -> tuple[list[Segment], np.ndarray]:
-        """Cuts each row's unpopped slots at the episode ends found in ``marks``.
+    def _segments(
+        self, marks: np.ndarray, cursors: np.ndarray, finished_only: bool
+    ) -> tuple[list[Segment], np.ndarray]:
+        """Cuts each row's unpopped slots at the episode ends and cuts in ``marks``.
 
         Returns:
-            The segments, and per row the slot where the unpopped rest begins.
+            The segments with at least one action, and per row the slot where the
+            unpopped rest begins.
         """
         segments: list[Segment] = []
         keep_from = np.zeros(self.n_envs, dtype=np.int64)
-        remaining = np.zeros(self.n_envs, dtype=np.int64)
-        for env in np.flatnonzero(self.n_unpopped):
-            ends = np.flatnonzero(marks[env])
-            first = 0
-            for end in ends:
-                segments.append(Segment(int(env), first, int(end), int(marks[env, end])))
-                first = int(end) + 1
-            cur = int(self.n_unpopped[env]) + len(ends)
+        for env in np.flatnonzero(cursors):
+            first, cur = 0, int(cursors[env])
+            for end in np.flatnonzero(marks[env]).tolist():
+                if end > first:
+                    segments.append(Segment(int(env), first, end, max(int(marks[env, end]), 0)))
+                first = end + 1
             if not finished_only and cur > first:
                 segments.append(Segment(int(env), first, cur, 0))
-            keep_from[env], remaining[env] = first, cur - first
+            keep_from[env] = first
         if finished_only:
-            self.n_unpopped = remaining
+            self.n_unpopped = np.maximum(cursors - keep_from, 0)
+            self.counts_exact = True
         return segments, keep_from
 
     def _index(self, parts: list[np.ndarray]) -> torch.Tensor:
@@ -222,6 +280,7 @@ class SlotStorage:
         self._cur.zero_()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
+        self.counts_exact = True
 
     def _keep_from(self, keep_from: np.ndarray) -> None:
         """Shifts each row's slots ``keep_from[e]..cur[e]`` to the row's start."""

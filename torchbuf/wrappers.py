@@ -16,13 +16,13 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from torchbuf.adapters.sb3 import sb3_record
+from torchbuf.buffering import PopAPI
 from torchbuf.convert import obs_to_tensors
 from torchbuf.recorder import Recorder
 from torchbuf.spaces import check_batch
-from torchbuf.types import TrajectoryWithRew, TransitionsWithRew
 
 
-class BufferingWrapper(VecEnvWrapper):
+class BufferingWrapper(PopAPI, VecEnvWrapper):
     """Saves transitions of the wrapped VecEnv in preallocated device storage.
 
     Retrieve them with :meth:`pop_transitions`, :meth:`pop_trajectories` or
@@ -66,34 +66,6 @@ class BufferingWrapper(VecEnvWrapper):
         self._recorder = Recorder(venv.num_envs, device, keep_infos, capacity)
         self._saved_acts: Any = None
 
-    @property
-    def error_on_premature_event(self) -> bool:
-        """Alias of ``error_on_premature_reset`` (the name imitation's docs list)."""
-        return self.error_on_premature_reset
-
-    @error_on_premature_event.setter
-    def error_on_premature_event(self, value: bool) -> None:
-        self.error_on_premature_reset = value
-
-    @property
-    def n_transitions(self) -> int | None:
-        """Transitions recorded since the last pop; ``None`` before the first reset."""
-        return self._recorder.n_transitions
-
-    @property
-    def n_unpopped(self) -> int:
-        """Transitions recorded and not yet returned by any pop.
-
-        Differs from ``n_transitions`` only after ``pop_finished_trajectories()``
-        left running episodes behind: those come out of a later pop.
-        """
-        return self._recorder.n_unpopped
-
-    @property
-    def device(self) -> torch.device:
-        """The storage device."""
-        return self._recorder.device
-
     def reset(self, **kwargs: Any) -> VecEnvObs:
         """Resets all envs; discards data not yet popped.
 
@@ -101,8 +73,7 @@ class BufferingWrapper(VecEnvWrapper):
             RuntimeError: ``error_on_premature_reset`` and transitions recorded since
                 the last pop are unpopped.
         """
-        if self.error_on_premature_reset and self._recorder.n_transitions:
-            raise RuntimeError("BufferingWrapper reset() before samples were accessed")
+        self._check_premature_reset("BufferingWrapper")
         obs = self.venv.reset(**kwargs)
         check_batch(self.observation_space, obs, self.num_envs, "obs")
         self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device))
@@ -139,39 +110,6 @@ class BufferingWrapper(VecEnvWrapper):
         record = sb3_record(acts, obs, rews, dones, infos, self.device)
         self._recorder.record(record, infos)
         return obs, rews, dones, infos
-
-    def pop_transitions(self) -> TransitionsWithRew:
-        """Pops recorded transitions (env by env, in time order).
-
-        Returns:
-            All transitions not returned by an earlier pop, as one batch on the
-            storage device.
-
-        Raises:
-            RuntimeError: empty (no transitions recorded since last pop).
-        """
-        return self._recorder.pop_transitions()
-
-    def pop_trajectories(self) -> tuple[list[TrajectoryWithRew], list[int]]:
-        """Pops recorded trajectories ``trajs`` and episode lengths ``ep_lens``.
-
-        Returns:
-            ``(trajs, ep_lens)``: fragments of everything recorded since the last
-            pop; they may miss initial states (an earlier pop took them) and
-            terminal states (episode still running). ``ep_lens`` holds the full
-            lengths of the episodes completed since the last pop.
-        """
-        return self._recorder.pop_trajectories()
-
-    def pop_finished_trajectories(self) -> tuple[list[TrajectoryWithRew], list[int]]:
-        """Pops recorded complete trajectories ``trajs`` and episode lengths ``ep_lens``.
-
-        Returns:
-            ``(trajs, ep_lens)``: trajectories ending in a terminal state (possibly
-            missing initial states popped earlier). Running episodes stay recorded
-            and come out of a later pop.
-        """
-        return self._recorder.pop_trajectories(finished_only=True)
 
 
 class RolloutInfoWrapper(gym.Wrapper):

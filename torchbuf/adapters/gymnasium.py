@@ -1,0 +1,148 @@
+"""gymnasium ``VectorEnv`` conventions: the three autoreset modes, 0.29's keys, envpool.
+
+- NEXT_STEP (gymnasium's default, envpool): the done step's observation is the final
+  one; the env's next step is a reset step whose action is ignored and which is not a
+  transition.
+- SAME_STEP: the done step already returns the reset observation; the final one is
+  in ``info["final_obs"]`` (gymnasium 1.x, an object array of per-env observations,
+  mask ``info["_final_obs"]``) or ``info["final_observation"]`` (gymnasium 0.29, and
+  ManiSkill3 as a full-batch tensor with mask ``info["_final_observation"]``).
+- DISABLED: the caller resets ended envs with ``reset(options={"reset_mask": ...})``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from torchbuf.convert import obs_to_tensors, stack_obs
+from torchbuf.types import Obs
+
+FINAL_KEYS = (("final_obs", "_final_obs"), ("final_observation", "_final_observation"))
+# Keys whose content the buffer stores already; not kept again in infos.
+CONSUMED_KEYS = frozenset(k for pair in FINAL_KEYS for k in pair)
+
+
+class Autoreset(str, enum.Enum):
+    """How a vector env starts a new episode after one ends."""
+
+    NEXT_STEP = "next_step"
+    SAME_STEP = "same_step"
+    DISABLED = "disabled"
+
+
+_NAMES = {
+    "nextstep": Autoreset.NEXT_STEP,
+    "samestep": Autoreset.SAME_STEP,
+    "disabled": Autoreset.DISABLED,
+}
+
+
+def autoreset_mode(env: Any, override: str | None = None) -> Autoreset:
+    """Reads the env's autoreset mode (``metadata["autoreset_mode"]``).
+
+    Args:
+        env: The vector env.
+        override: A mode name that replaces what the env declares.
+
+    Returns:
+        The mode.
+
+    Raises:
+        ValueError: the mode is unknown, or the env declares none and gymnasium is
+            1.x (where no default can be assumed).
+    """
+    mode = override if override is not None else getattr(env, "metadata", {}).get("autoreset_mode")
+    if mode is None:
+        if gym.__version__.startswith("0."):
+            return Autoreset.SAME_STEP  # gymnasium 0.29 vector envs reset in the same step
+        raise ValueError(
+            f"{type(env).__name__} declares no metadata['autoreset_mode']; pass autoreset_mode="
+            "'next_step', 'same_step' or 'disabled'"
+        )
+    name = str(getattr(mode, "value", mode)).replace("_", "").lower()
+    if name not in _NAMES:
+        raise ValueError(
+            f"unsupported autoreset mode {mode!r}: expected one of {[m.value for m in Autoreset]}"
+        )
+    return _NAMES[name]
+
+
+def final_obs(info: Mapping[str, Any], obs: Obs, device: torch.device) -> Obs | None:
+    """The true final observations of a SAME_STEP step, as a full batch.
+
+    Args:
+        info: The step's info dict.
+        obs: The step's observations (reset observations where episodes ended).
+        device: Storage device.
+
+    Returns:
+        ``obs`` with the ended rows replaced by their final observations, or the
+        env's full batch as is, or ``None`` when the info carries no final obs.
+    """
+    keys = next(((k, m) for k, m in FINAL_KEYS if k in info), None)
+    if keys is None:
+        return None
+    value, mask_key = info[keys[0]], keys[1]
+    if not (isinstance(value, np.ndarray) and value.dtype == object):
+        return _cast_like(obs_to_tensors(value, _batch(obs), device), obs)
+    rows = np.flatnonzero(np.asarray(info[mask_key], dtype=bool))
+    if rows.size == 0:
+        return None
+    full = obs.clone()
+    full[torch.as_tensor(rows, device=device)] = _cast_like(stack_obs([value[i] for i in rows], device), obs)
+    return full
+
+
+def _batch(obs: Obs) -> int:
+    return int(obs.shape[0]) if isinstance(obs, torch.Tensor) else int(obs.batch_size[0])
+
+
+def _cast_like(value: Obs, like: Obs) -> Obs:
+    if isinstance(value, torch.Tensor) and isinstance(like, torch.Tensor):
+        return value.to(like.dtype)
+    if isinstance(value, torch.Tensor) or isinstance(like, torch.Tensor):
+        raise ValueError("final observation and observation differ in structure")
+    return value.apply(lambda v, t: v.to(t.dtype), like)  # type: ignore[return-value]
+
+
+class BatchedInfos(Sequence[dict[str, Any]]):
+    """One step's batched info dict, read as one dict per env when popped.
+
+    Built per step without a loop over envs; the per-env dicts (only the keys whose
+    ``_key`` mask holds for that env) are made at pop time.
+
+    Args:
+        info: The step's info dict (arrays or tensors with a leading env axis).
+        n: Number of envs in the step.
+    """
+
+    def __init__(self, info: Mapping[str, Any], n: int):
+        self._info = {k: v for k, v in info.items() if k not in CONSUMED_KEYS}
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return _row(self._info, i)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(self._n))
+
+
+def _row(info: Mapping[str, Any], i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        mask = info.get("_" + key)
+        if mask is not None and not mask[i]:
+            continue
+        out[key] = _row(value, i) if isinstance(value, Mapping) else value[i]
+    return out

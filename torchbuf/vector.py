@@ -1,0 +1,211 @@
+"""``VectorBufferingWrapper``: the pop API for gymnasium vector envs and envpool.
+
+Arrays may be numpy or torch tensors on any device: tensors are recorded where they
+live, numpy is moved to the storage device once. The autoreset convention is read
+from ``metadata["autoreset_mode"]`` (see :mod:`torchbuf.adapters.gymnasium`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+try:
+    from gymnasium.vector import VectorWrapper
+except ImportError:  # gymnasium 0.29
+    from gymnasium.vector import VectorEnvWrapper as VectorWrapper  # type: ignore[attr-defined,no-redef]
+
+from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, autoreset_mode, final_obs
+from torchbuf.buffering import PopAPI
+from torchbuf.convert import as_tensor, obs_to_tensors
+from torchbuf.record import StepRecord
+from torchbuf.recorder import Recorder
+from torchbuf.spaces import check_batch
+from torchbuf.types import Obs
+
+
+class VectorBufferingWrapper(PopAPI, VectorWrapper):
+    """Records a gymnasium vector env into device storage; pops like ``BufferingWrapper``.
+
+    Transparent: ``reset`` and ``step`` return exactly what the env returns.
+
+    Args:
+        env: The vector env (gymnasium ``VectorEnv``, envpool, or a torch-native env).
+        error_on_premature_reset: Error if a full ``reset()`` would discard
+            transitions recorded since the last pop.
+        device: Storage device. Default: the device of the env's tensors, or CPU
+            for numpy envs.
+        keep_infos: Keep each step's infos (sliced per env when popped). The final
+            observations in them are not kept twice.
+        capacity: Initial slots per env; storage doubles when a step could overflow.
+        autoreset_mode: Override the env's declared mode (``"next_step"``,
+            ``"same_step"``, ``"disabled"``).
+
+    Raises:
+        ValueError: the env's autoreset mode is unknown or undeclared.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> envs = VectorBufferingWrapper(gym.make_vec("CartPole-v1", num_envs=2))
+        >>> obs, info = envs.reset(seed=0)
+        >>> obs, *_ = envs.step(np.zeros(2, dtype=np.int64))
+        >>> envs.pop_transitions().obs.shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        error_on_premature_reset: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        keep_infos: bool = True,
+        capacity: int = 64,
+        autoreset_mode: str | None = None,
+    ):
+        super().__init__(env)
+        self.error_on_premature_reset = error_on_premature_reset
+        self.mode = _mode(env, autoreset_mode)
+        self._device = None if device is None else torch.device(device)
+        self._keep_infos, self._capacity = keep_infos, capacity
+        self._recorder = Recorder(self.num_envs, self._device or "cpu", keep_infos, capacity)
+        self._started = False
+        self._ended_host = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset step due
+        self._ended: torch.Tensor | None = None
+        self._sent: torch.Tensor | None = None  # envpool async: actions sent per env
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Resets the env; with ``options["reset_mask"]`` only those envs, keeping data.
+
+        Raises:
+            RuntimeError: a full reset would discard unpopped transitions recorded
+                since the last pop (with ``error_on_premature_reset``).
+        """
+        mask = None if options is None else options.get("reset_mask")
+        if mask is None or not self._started:
+            self._check_premature_reset("VectorBufferingWrapper")
+        obs, info = self.env.reset(seed=seed, options=options)
+        check_batch(self.single_observation_space, obs, self.num_envs, "obs")
+        if mask is None or not self._started:
+            self._start(obs)
+        else:
+            obs_t = obs_to_tensors(obs, self.num_envs, self.device)
+            self._recorder.storage.restart(obs_t, as_tensor(mask, self.device).bool())
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Steps the env, records the step, and returns the env's result unchanged.
+
+        Raises:
+            RuntimeError: called before ``reset()``.
+            ValueError: actions or observations do not fit the spaces.
+        """
+        self._require_started()
+        check_batch(self.single_action_space, actions, self.num_envs, "actions")
+        obs, rews, terminated, truncated, info = self.env.step(actions)
+        env_ids = _env_ids(info, self.num_envs)
+        self._record(as_tensor(actions, self.device), obs, rews, terminated, truncated, info, env_ids)
+        return obs, rews, terminated, truncated, info
+
+    # ------------------------------------------------------------------ envpool async
+    def send(self, actions: Any, env_id: Any = None) -> None:
+        """Envpool's asynchronous ``send``: saves the actions of the envs in ``env_id``."""
+        self._require_started()
+        acts = as_tensor(actions, self.device)
+        if self._sent is None:
+            self._sent = torch.zeros((self.num_envs, *acts.shape[1:]), dtype=acts.dtype, device=self.device)
+        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
+        self._sent[torch.as_tensor(ids, device=self.device)] = acts
+        self.env.send(actions, env_id)  # type: ignore[attr-defined]
+
+    def recv(self) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Envpool's asynchronous ``recv``: records the envs in ``info["env_id"]``."""
+        obs, rews, terminated, truncated, info = self.env.recv()  # type: ignore[attr-defined]
+        env_ids = np.asarray(info["env_id"])
+        assert self._sent is not None, "send() before recv()"
+        acts = self._sent[torch.as_tensor(env_ids, device=self.device)]
+        self._record(acts, obs, rews, terminated, truncated, info, env_ids)
+        return obs, rews, terminated, truncated, info
+
+    # ------------------------------------------------------------------ recording
+    def _start(self, obs: Any) -> None:
+        if self._device is None:
+            leaf = obs if not isinstance(obs, dict) else next(iter(obs.values()))
+            device = leaf.device if isinstance(leaf, torch.Tensor) else torch.device("cpu")
+            self._recorder = Recorder(self.num_envs, device, self._keep_infos, self._capacity)
+            self._device = device
+        self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device))
+        self._ended_host[:] = False
+        self._ended = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._started = True
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("VectorBufferingWrapper: call reset() before step()")
+
+    def _record(
+        self,
+        acts: torch.Tensor,
+        obs: Any,
+        rews: Any,
+        terminated: Any,
+        truncated: Any,
+        info: dict[str, Any],
+        env_ids: np.ndarray | None,
+    ) -> None:
+        n = self.num_envs if env_ids is None else len(env_ids)
+        obs_t = obs_to_tensors(obs, n, self.device)
+        term, trunc = as_tensor(terminated, self.device).bool(), as_tensor(truncated, self.device).bool()
+        host = isinstance(terminated, np.ndarray)
+        dones_host = (np.asarray(terminated) | np.asarray(truncated)) if host else None
+        rec = StepRecord(
+            obs_t, acts, as_tensor(rews, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
+        )
+        if self.mode is Autoreset.SAME_STEP:
+            rec.final_obs = final_obs(info, obs_t, self.device)
+        else:
+            rec.final_in_obs = True
+        if self.mode is Autoreset.NEXT_STEP:
+            self._reset_step(rec, obs_t, host)
+        infos = BatchedInfos(info, n) if self._keep_infos else None
+        self._recorder.record(rec, infos)
+
+    def _reset_step(self, rec: StepRecord, obs: Obs, host: bool) -> None:
+        """NEXT_STEP: envs that ended last step only reset now; this is no transition."""
+        assert self._ended is not None
+        rows = slice(None) if rec.env_ids is None else rec.env_ids
+        ended = (
+            self._ended
+            if rec.env_ids is None
+            else self._ended[torch.as_tensor(rec.env_ids, device=self.device)]
+        )
+        if not host or self._ended_host[rows].any():
+            self._recorder.storage.restart(obs, ended, rec.env_ids)
+        rec.active = ~ended
+        done = rec.terminated | rec.truncated
+        if host:
+            rec.active_host = ~self._ended_host[rows]
+            assert rec.dones_host is not None
+            rec.dones_host = rec.dones_host & rec.active_host
+            self._ended_host[rows] = rec.dones_host
+        if rec.env_ids is None:
+            self._ended = done & ~ended
+        else:
+            self._ended[torch.as_tensor(rec.env_ids, device=self.device)] = done & ~ended
+
+
+def _mode(env: VectorEnv, override: str | None) -> Autoreset:
+    return autoreset_mode(env, override)
+
+
+def _env_ids(info: dict[str, Any], n: int) -> np.ndarray | None:
+    """Envpool names the envs that stepped in ``info["env_id"]``; ``None`` means all."""
+    ids = info.get("env_id") if isinstance(info, dict) else None
+    if ids is None:
+        return None
+    ids = np.asarray(ids)
+    return None if len(ids) == n and (ids == np.arange(n)).all() else ids
