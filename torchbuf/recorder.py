@@ -50,9 +50,9 @@ class Recorder:
         """Transitions recorded and not yet returned by any pop."""
         return int(self.storage.n_unpopped.sum())
 
-    def start(self, obs: Obs) -> None:
-        """Discards unpopped data and starts every env at ``obs``."""
-        self.storage.start(obs)
+    def start(self, obs: Obs, awaiting: bool = False) -> None:
+        """Discards unpopped data and starts every env at ``obs`` (see ``SlotStorage.start``)."""
+        self.storage.start(obs, awaiting)
         self.n_transitions = 0
         self._pending = []
         self._carry = [[] for _ in range(self.n_envs)]

@@ -69,11 +69,13 @@ class SlotStorage:
         self._bound = np.zeros(n_envs, dtype=np.int64)
 
     # ------------------------------------------------------------------ writing
-    def start(self, obs: Obs) -> None:
+    def start(self, obs: Obs, awaiting: bool = False) -> None:
         """Discards everything and starts every row at ``obs`` (a reset).
 
         Args:
             obs: Reset observations, batch ``(n_envs,)``, on the storage device.
+            awaiting: The rows' first observations come later, through
+                :meth:`restart` (``obs`` only fixes shapes and dtypes).
         """
         if self.data is None or not self._obs_matches(obs):
             self.data = TensorDict(
@@ -83,7 +85,7 @@ class SlotStorage:
             )
         self._cur.zero_()
         self._ep_t.zero_()
-        self._awaiting.zero_()
+        self._awaiting.fill_(awaiting)
         self.counts_exact = True
         self.n_unpopped[:] = 0
         self._bound[:] = 0

@@ -24,15 +24,15 @@ def obs_len(obs: Obs) -> int:
     return int(obs.shape[0]) if isinstance(obs, torch.Tensor) else int(obs.batch_size[0])
 
 
-class _Batch(TensorClass["nocast"]):
+class _Batch(TensorClass["nocast"]):  # type: ignore[type-arg,name-defined]  # noqa: F821
     """Shared behaviour of the typed batches: ``infos`` follows indexing."""
 
     def __getitem__(self: _B, index: Any) -> _B:
         out = super().__getitem__(index)
-        infos = self.infos  # type: ignore[attr-defined]
+        infos = getattr(self, "infos", None)
         if infos is not None and out.batch_dims == 1:
             host_index = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
-            out.infos = np.asarray(infos)[host_index]
+            setattr(out, "infos", np.asarray(infos)[host_index])  # noqa: B010
         return out
 
     @classmethod
@@ -101,8 +101,7 @@ class Trajectory(_Batch):
         n_acts = int(self.acts.shape[0])
         if obs_len(self.obs) != n_acts + 1:
             raise ValueError(
-                "expected one more observation than actions: "
-                f"{obs_len(self.obs)} != {n_acts} + 1"
+                f"expected one more observation than actions: {obs_len(self.obs)} != {n_acts} + 1"
             )
         self._check_infos(n_acts, "action")
 
@@ -200,5 +199,5 @@ def _n_actions(self: Trajectory) -> int:
 
 # TensorClass defines ``__len__`` from the batch size (empty for a trajectory);
 # imitation's ``len(traj)`` is the number of actions, so set it after the fact.
-Trajectory.__len__ = _n_actions  # type: ignore[method-assign]
-TrajectoryWithRew.__len__ = _n_actions  # type: ignore[method-assign]
+Trajectory.__len__ = _n_actions  # type: ignore[method-assign,assignment]
+TrajectoryWithRew.__len__ = _n_actions  # type: ignore[method-assign,assignment]

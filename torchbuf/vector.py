@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
+from gymnasium.vector.utils import create_empty_array
 
 try:
     from gymnasium.vector import VectorWrapper
@@ -112,6 +113,20 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         return obs, rews, terminated, truncated, info
 
     # ------------------------------------------------------------------ envpool async
+    def async_reset(self) -> None:
+        """Asynchronous reset (envpool): the reset observations arrive through ``recv``.
+
+        Raises:
+            RuntimeError: it would discard unpopped transitions recorded since the
+                last pop (with ``error_on_premature_reset``).
+        """
+        self._check_premature_reset("VectorBufferingWrapper")
+        self.env.async_reset()  # type: ignore[attr-defined]
+        empty = create_empty_array(self.single_observation_space, self.num_envs, fn=np.zeros)
+        self._start(empty, awaiting=True)
+        no_acts = create_empty_array(self.single_action_space, self.num_envs, fn=np.zeros)
+        self._sent = as_tensor(no_acts, self.device)  # the reset steps' actions are never recorded
+
     def send(self, actions: Any, env_id: Any = None) -> None:
         """Envpool's asynchronous ``send``: saves the actions of the envs in ``env_id``."""
         self._require_started()
@@ -126,21 +141,22 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         """Envpool's asynchronous ``recv``: records the envs in ``info["env_id"]``."""
         obs, rews, terminated, truncated, info = self.env.recv()  # type: ignore[attr-defined]
         env_ids = np.asarray(info["env_id"])
-        assert self._sent is not None, "send() before recv()"
+        if self._sent is None:
+            raise RuntimeError("VectorBufferingWrapper: send() or async_reset() before recv()")
         acts = self._sent[torch.as_tensor(env_ids, device=self.device)]
         self._record(acts, obs, rews, terminated, truncated, info, env_ids)
         return obs, rews, terminated, truncated, info
 
     # ------------------------------------------------------------------ recording
-    def _start(self, obs: Any) -> None:
+    def _start(self, obs: Any, awaiting: bool = False) -> None:
         if self._device is None:
             leaf = obs if not isinstance(obs, dict) else next(iter(obs.values()))
             device = leaf.device if isinstance(leaf, torch.Tensor) else torch.device("cpu")
             self._recorder = Recorder(self.num_envs, device, self._keep_infos, self._capacity)
             self._device = device
-        self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device))
-        self._ended_host[:] = False
-        self._ended = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device), awaiting)
+        self._ended_host[:] = awaiting
+        self._ended = torch.full((self.num_envs,), awaiting, dtype=torch.bool, device=self.device)
         self._started = True
 
     def _require_started(self) -> None:
