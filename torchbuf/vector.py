@@ -7,6 +7,7 @@ from ``metadata["autoreset_mode"]`` (see :mod:`torchbuf.adapters.gymnasium`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ try:
 except ImportError:  # gymnasium 0.29
     from gymnasium.vector import VectorEnvWrapper as VectorWrapper  # type: ignore[attr-defined,no-redef]
 
-from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, autoreset_mode, final_obs
+from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, autoreset_mode, final_obs, unknown_like
 from torchbuf.buffering import PopAPI
 from torchbuf.convert import as_tensor, obs_to_tensors
 from torchbuf.record import StepRecord
@@ -77,16 +78,20 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._ended_host = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset step due
         self._ended: torch.Tensor | None = None
         self._sent: torch.Tensor | None = None  # envpool async: actions sent per env
+        self._warned_unknown_final = False
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Resets the env; with ``options["reset_mask"]`` only those envs, keeping data.
+        """Resets the env; with ``options["reset_mask"]`` (or ``"env_idx"``) only those envs.
+
+        A partial reset keeps all recorded data: the named envs start new episodes
+        (a running one is cut, its fragment ends without a terminal state).
 
         Raises:
             RuntimeError: a full reset would discard unpopped transitions recorded
                 since the last pop (with ``error_on_premature_reset``).
         """
-        mask = None if options is None else options.get("reset_mask")
+        mask = _reset_mask(options, self.num_envs)
         if mask is None or not self._started:
             self._check_premature_reset("VectorBufferingWrapper")
         obs, info = self.env.reset(seed=seed, options=options)
@@ -95,7 +100,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._start(obs)
         else:
             obs_t = obs_to_tensors(obs, self.num_envs, self.device)
-            self._recorder.storage.restart(obs_t, as_tensor(mask, self.device).bool())
+            self._recorder.storage.restart(obs_t, as_tensor(mask, self.device))
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -183,12 +188,24 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         )
         if self.mode is Autoreset.SAME_STEP:
             rec.final_obs = final_obs(info, obs_t, self.device)
+            if rec.final_obs is None and not _none_ended(dones_host):
+                rec.final_obs = unknown_like(obs_t)
+                self._warn_unknown_final()
         else:
             rec.final_in_obs = True
         if self.mode is Autoreset.NEXT_STEP:
             self._reset_step(rec, obs_t, host)
         infos = BatchedInfos(info, n) if self._keep_infos else None
         self._recorder.record(rec, infos)
+
+    def _warn_unknown_final(self) -> None:
+        if not self._warned_unknown_final:
+            warnings.warn(
+                "the env reports no final observations (info['final_obs'] / info['final_observation']): "
+                "terminal observations are recorded as unknown (NaN for floats), not as reset observations",
+                stacklevel=4,
+            )
+            self._warned_unknown_final = True
 
     def _reset_step(self, rec: StepRecord, obs: Obs, host: bool) -> None:
         """NEXT_STEP: envs that ended last step only reset now; this is no transition."""
@@ -212,6 +229,28 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._ended = done & ~ended
         else:
             self._ended[torch.as_tensor(rec.env_ids, device=self.device)] = done & ~ended
+
+
+def _reset_mask(options: dict[str, Any] | None, n: int) -> Any:
+    """The envs a partial reset names: gymnasium's ``reset_mask`` or ManiSkill3's ``env_idx``."""
+    if not options:
+        return None
+    if options.get("reset_mask") is not None:
+        mask = options["reset_mask"]
+        return mask.bool() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=bool)
+    if options.get("env_idx") is not None:
+        idx = options["env_idx"]
+        if isinstance(idx, torch.Tensor):
+            return torch.zeros(n, dtype=torch.bool, device=idx.device).index_fill_(0, idx.long(), True)
+        mask = np.zeros(n, dtype=bool)
+        mask[np.asarray(idx)] = True
+        return mask
+    return None
+
+
+def _none_ended(dones_host: np.ndarray | None) -> bool:
+    """Whether the host knows that no episode ended in the step."""
+    return dones_host is not None and not dones_host.any()
 
 
 def _mode(env: VectorEnv, override: str | None) -> Autoreset:

@@ -8,6 +8,11 @@
   mask ``info["_final_obs"]``) or ``info["final_observation"]`` (gymnasium 0.29, and
   ManiSkill3 as a full-batch tensor with mask ``info["_final_observation"]``).
 - DISABLED: the caller resets ended envs with ``reset(options={"reset_mask": ...})``.
+
+A SAME_STEP env that reports no final observation (Isaac Lab without
+``extras["final_obs"]``) cannot tell the buffer what its episodes ended on: the
+terminal slots then hold :func:`unknown_like` stand-ins (NaN for floats), never the
+reset observation.
 """
 
 from __future__ import annotations
@@ -97,6 +102,26 @@ def final_obs(info: Mapping[str, Any], obs: Obs, device: torch.device) -> Obs | 
     full = obs.clone()
     full[torch.as_tensor(rows, device=device)] = _cast_like(stack_obs([value[i] for i in rows], device), obs)
     return full
+
+
+def unknown_like(obs: Obs) -> Obs:
+    """Stand-ins for final observations the env did not report.
+
+    Floating leaves hold NaN; integer leaves the dtype's minimum (signed) or maximum
+    (unsigned), never a real observation, in particular never the reset one.
+    """
+    if isinstance(obs, torch.Tensor):
+        return torch.full_like(obs, _missing_value(obs.dtype))
+    return obs.apply(lambda x: torch.full_like(x, _missing_value(x.dtype)))  # type: ignore[return-value]
+
+
+def _missing_value(dtype: torch.dtype) -> float | int | bool:
+    if dtype.is_floating_point:
+        return float("nan")
+    if dtype == torch.bool:
+        return False
+    info = torch.iinfo(dtype)
+    return info.min if info.min < 0 else info.max
 
 
 def _batch(obs: Obs) -> int:
