@@ -18,6 +18,7 @@ of rows that have nothing to write, so no step needs a data-dependent branch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +62,9 @@ class SlotStorage:
         self.capacity = max(int(capacity), 4)
         self.data: TensorDict | None = None
         self._rows = torch.arange(n_envs, device=self.device)
+        self._base = self._rows * (self.capacity + 1)
+        self._flat: dict[str, torch.Tensor] = {}
+        self._obs_leaves: list[tuple[Any, torch.Tensor]] = []
         self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._ep_t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
@@ -83,6 +87,8 @@ class SlotStorage:
                 batch_size=[self.n_envs, self.capacity + 1],
                 device=self.device,
             )
+            self._refresh_views()
+        self.data["ep_len"].zero_()
         self._cur.zero_()
         self._ep_t.zero_()
         self._awaiting.fill_(awaiting)
@@ -90,7 +96,6 @@ class SlotStorage:
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         _put(self.data["obs"], self._rows, self._cur, obs)
-        self.data["ep_len"][:, 0] = 0
 
     def restart(self, obs: Obs, mask: torch.Tensor, env_ids: np.ndarray | None = None) -> None:
         """Starts new episodes in the rows where ``mask`` holds, keeping all data.
@@ -121,6 +126,9 @@ class SlotStorage:
     def write(self, rec: StepRecord) -> None:
         """Writes one step of the envs in ``rec`` at their cursors.
 
+        Every env is written at once through flat slot indices. Where the host
+        knows that no episode ended in the step, the episode bookkeeping is skipped.
+
         Args:
             rec: The step, on the storage device.
         """
@@ -128,33 +136,36 @@ class SlotStorage:
         if "acts" not in self.data:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
-        rows = self._rows if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        cur, active = self._cur[rows], rec.active
-        trash = self.capacity
-        here = cur if active is None else torch.where(active, cur, trash)
-        data = self.data
+        rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
+        cur, base, active = _get(self._cur, rows), _get(self._base, rows), rec.active
+        trash = (
+            base + self.capacity
+            if active is not None or rec.dones_host is None or rec.dones_host.any()
+            else None
+        )
+        here = base + cur if active is None else torch.where(active, base + cur, trash)  # type: ignore[arg-type]
         for name in _STEP_FIELDS:
-            data[name][rows, here] = getattr(rec, name)
+            self._flat[name][here] = getattr(rec, name)
+        nxt = here + 1 if active is None else torch.where(active, here + 1, trash)  # type: ignore[arg-type]
+        steps = 1 if active is None else active.long()
+        if rec.dones_host is not None and not rec.dones_host.any():
+            self._put_obs(nxt, rec.obs)
+            _add(self._ep_t, rows, steps)
+            _add(self._cur, rows, steps)
+            return
         done = rec.terminated | rec.truncated
         if active is not None:
             done = done & active
-        nxt = here + 1 if active is None else torch.where(active, cur + 1, trash)
-        obs = data["obs"]
-        if rec.final_obs is None or rec.final_in_obs:
-            _put(obs, rows, nxt, rec.obs)
-        else:
-            _put(obs, rows, nxt, _where(done, rec.final_obs, rec.obs))
+        final = rec.final_obs is not None and not rec.final_in_obs
+        self._put_obs(nxt, _where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
         if not rec.final_in_obs:
-            _put(obs, rows, torch.where(done, cur + 2, trash), rec.obs)
-        steps = 1 if active is None else active.long()
-        ep_t = self._ep_t[rows] + steps
-        ep_len = data["ep_len"]
-        ep_len[rows, nxt] = torch.where(done, ep_t, 0)
-        ep_len[rows, torch.where(done, cur + 2, trash)] = 0
-        self._ep_t[rows] = torch.where(done, 0, ep_t)
-        self._cur[rows] = cur + steps + done
+            self._put_obs(torch.where(done, here + 2, trash), rec.obs)  # type: ignore[arg-type]
+        ep_t = _get(self._ep_t, rows) + steps
+        self._flat["ep_len"][nxt] = torch.where(done, ep_t, 0)
+        _set(self._ep_t, rows, torch.where(done, 0, ep_t))
+        _add(self._cur, rows, steps + done)
         if rec.final_in_obs:
-            self._awaiting[rows] = self._awaiting[rows] | done
+            _set(self._awaiting, rows, _get(self._awaiting, rows) | done)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
@@ -278,7 +289,7 @@ class SlotStorage:
         assert self.data is not None
         obs = self.data["obs"]
         _put(obs, self._rows, torch.zeros_like(self._cur), obs[self._rows, self._cur])
-        self.data["ep_len"][:, 0] = 0
+        self.data["ep_len"][:, : int(self._bound.max()) + 2].zero_()
         self._cur.zero_()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
@@ -292,6 +303,9 @@ class SlotStorage:
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
         self._cur = torch.as_tensor(self.n_unpopped.copy(), device=self.device)
+        upto = min(int(self._bound.max()) + 2, self.capacity + 1)
+        col = torch.arange(upto, device=self.device)
+        self.data["ep_len"][:, :upto].masked_fill_(col >= self._cur[:, None], 0)
         self._bound = self.n_unpopped.copy()
 
     def _grow(self, needed: int) -> None:
@@ -300,12 +314,33 @@ class SlotStorage:
         grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
         grown[:, : self.capacity] = self.data[:, : self.capacity]
         self.data, self.capacity = grown, capacity
+        self._refresh_views()
 
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
         for name in _STEP_FIELDS:
             value: torch.Tensor = getattr(rec, name)
             self.data[name] = self._zeros(value.dtype, tuple(value.shape[1:]))
+        self._refresh_views()
+
+    def _refresh_views(self) -> None:
+        """Flat ``(n_envs * (capacity + 1), ...)`` views of every field, for the writes."""
+        assert self.data is not None
+        flat = self.data.reshape(-1)
+        self._flat = {k: v for k, v in flat.items() if isinstance(v, torch.Tensor)}
+        obs = flat["obs"]
+        self._obs_leaves = (
+            [(k, v) for k, v in obs.items(True, True)] if not isinstance(obs, torch.Tensor) else []
+        )
+        self._base = self._rows * (self.capacity + 1)
+
+    def _put_obs(self, index: torch.Tensor, value: Obs) -> None:
+        assert self.data is not None
+        if isinstance(value, torch.Tensor):
+            self._flat["obs"][index] = value
+            return
+        for key, leaf in self._obs_leaves:
+            leaf[index] = value.get(key)
 
     def _zeros(self, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> torch.Tensor:
         return torch.zeros((self.n_envs, self.capacity + 1, *shape), dtype=dtype, device=self.device)
@@ -320,6 +355,25 @@ class SlotStorage:
                 and (obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype)
             )
         return _spec(obs, 1) == _spec(stored, 2)
+
+
+def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""
+    return t if rows is None else t[rows]
+
+
+def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> None:
+    if rows is None:
+        t.copy_(value)
+    else:
+        t[rows] = value
+
+
+def _add(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor | int) -> None:
+    if rows is None:
+        t += value
+    else:
+        t[rows] += value
 
 
 def _spec(td: TensorDictBase, skip: int) -> dict:
