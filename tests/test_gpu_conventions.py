@@ -195,3 +195,13 @@ def test_numpy_flags_never_fill_unknown_when_nothing_ended():
         warnings.simplefilter("error")
         for _ in range(3):
             envs.step(np.zeros(2, dtype=np.int64))
+
+
+def test_actions_on_another_device_than_the_env_are_an_error():
+    envs = VectorBufferingWrapper(TorchCartPole(2, seed=0))
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="actions: on meta, but the env's tensors are on cpu"):
+        envs.step(torch.zeros(2, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="actions: dtype torch.float32 does not fit"):
+        envs.step(torch.zeros(2))
+    assert envs.n_transitions == 0

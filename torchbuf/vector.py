@@ -79,6 +79,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._ended: torch.Tensor | None = None
         self._sent: torch.Tensor | None = None  # envpool async: actions sent per env
         self._warned_unknown_final = False
+        self._tensor_env = False
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -112,6 +113,8 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         """
         self._require_started()
         check_batch(self.single_action_space, actions, self.num_envs, "actions")
+        if isinstance(actions, torch.Tensor) and self._tensor_env and actions.device != self.device:
+            raise ValueError(f"actions: on {actions.device}, but the env's tensors are on {self.device}")
         obs, rews, terminated, truncated, info = self.env.step(actions)
         env_ids = _env_ids(info, self.num_envs)
         self._record(as_tensor(actions, self.device), obs, rews, terminated, truncated, info, env_ids)
@@ -155,10 +158,10 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
     # ------------------------------------------------------------------ recording
     def _start(self, obs: Any, awaiting: bool = False) -> None:
         if self._device is None:
-            leaf = obs if not isinstance(obs, dict) else next(iter(obs.values()))
-            device = leaf.device if isinstance(leaf, torch.Tensor) else torch.device("cpu")
+            device = _leaf(obs).device if _is_tensor(obs) else torch.device("cpu")
             self._recorder = Recorder(self.num_envs, device, self._keep_infos, self._capacity)
             self._device = device
+        self._tensor_env = _is_tensor(obs)
         self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device), awaiting)
         self._ended_host[:] = awaiting
         self._ended = torch.full((self.num_envs,), awaiting, dtype=torch.bool, device=self.device)
@@ -229,6 +232,17 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._ended = done & ~ended
         else:
             self._ended[torch.as_tensor(rec.env_ids, device=self.device)] = done & ~ended
+
+
+def _leaf(obs: Any) -> Any:
+    while isinstance(obs, dict):
+        obs = next(iter(obs.values()))
+    return obs
+
+
+def _is_tensor(obs: Any) -> bool:
+    """Whether the env returns torch tensors (a dict's first leaf decides)."""
+    return isinstance(_leaf(obs), torch.Tensor)
 
 
 def _reset_mask(options: dict[str, Any] | None, n: int) -> Any:
