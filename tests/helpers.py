@@ -24,6 +24,9 @@ ACT_SPACES = {
     "discrete": spaces.Discrete(4),
     "multidiscrete": spaces.MultiDiscrete([2, 3]),
     "box": spaces.Box(-1.0, 1.0, (2,), np.float32),
+    "dict": spaces.Dict(
+        {"move": spaces.Discrete(3), "arm": spaces.Dict({"torque": spaces.Box(-1.0, 1.0, (2,))})}
+    ),
 }
 
 

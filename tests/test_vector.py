@@ -59,7 +59,7 @@ class Driver:
         finals = [self._final(info, e) for e in rows]
         infos = [None] * len(rows)  # checked through the rewards: see _info_t
         self.ref.step_rows(
-            rows, [acts[e] for e in rows], [index_obs(obs, e) for e in rows], [rews[e] for e in rows],
+            rows, [index_obs(acts, e) for e in rows], [index_obs(obs, e) for e in rows], [rews[e] for e in rows],
             [bool(term[e]) for e in rows], [bool(trunc[e]) for e in rows], finals, infos,
         )  # fmt: skip
         self.ended = done & ~self.ended if self.mode == "NextStep" else done
@@ -81,7 +81,7 @@ def check_trajectories(got, expected):
     for traj, (_, obs, steps, n) in zip(trajs, expected, strict=False):
         assert traj.terminal == bool(n) and len(traj) == len(steps)
         assert_obs_equal(traj.obs, stack_obs(obs))
-        np.testing.assert_array_equal(to_numpy(traj.acts), np.stack([s[0] for s in steps]))
+        assert_obs_equal(traj.acts, stack_obs([s[0] for s in steps]))
         np.testing.assert_array_equal(to_numpy(traj.rews), np.array([s[1] for s in steps]))
         np.testing.assert_array_equal(to_numpy(traj.terminated), [s[2] for s in steps])
         np.testing.assert_array_equal(to_numpy(traj.truncated), [s[3] for s in steps])
@@ -102,7 +102,7 @@ def check_transitions(got, expected):
     for i, (obs, (act, rew, term, trunc, _), next_obs) in enumerate(expected):
         assert_obs_equal(index_obs(to_numpy(got.obs), i), obs)
         assert_obs_equal(index_obs(to_numpy(got.next_obs), i), next_obs)
-        np.testing.assert_array_equal(to_numpy(got.acts[i]), act)
+        assert_obs_equal(index_obs(to_numpy(got.acts), i), act)
         assert (
             float(got.rews[i]) == rew and bool(got.terminated[i]) == term and bool(got.truncated[i]) == trunc
         )
@@ -149,7 +149,7 @@ def test_matches_list_reference(mode, obs_key, act_key, schedules, pops, n_steps
     space = ACT_SPACES[act_key]
     space.seed(0)
     for t in range(1, n_steps + 1):
-        driver.step(np.stack([space.sample() for _ in range(envs.num_envs)]))
+        driver.step(stack_obs([space.sample() for _ in range(envs.num_envs)]))
         for when, kind in pops:
             if when == t:
                 pop(driver, kind)

@@ -22,7 +22,8 @@ class StepRecord:
         obs: The observations the step returned, batch size ``(n,)``. Where an
             episode ended these are reset observations (auto-reset in the same
             step), unless ``final_in_obs``.
-        acts: The actions taken, shape ``(n,) + action_shape``.
+        acts: The actions taken, shape ``(n,) + action_shape`` (a TensorDict for
+            dict action spaces).
         rews: Rewards, shape ``(n,)``.
         terminated: Termination flags, shape ``(n,)``, bool.
         truncated: Truncation flags, shape ``(n,)``, bool.
@@ -41,7 +42,7 @@ class StepRecord:
     """
 
     obs: Obs
-    acts: torch.Tensor
+    acts: Obs
     rews: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor

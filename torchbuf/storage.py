@@ -63,8 +63,7 @@ class SlotStorage:
         self.data: TensorDict | None = None
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
-        self._flat: dict[str, torch.Tensor] = {}
-        self._obs_leaves: list[tuple[Any, torch.Tensor]] = []
+        self._flat: dict[str, list[tuple[Any, torch.Tensor]]] = {}
         self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._ep_t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
@@ -83,7 +82,7 @@ class SlotStorage:
         """
         if self.data is None or not self._obs_matches(obs):
             self.data = TensorDict(
-                {"obs": _alloc(obs, self.capacity + 1), "ep_len": self._zeros(torch.long)},
+                {"obs": _alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.long)},
                 batch_size=[self.n_envs, self.capacity + 1],
                 device=self.device,
             )
@@ -145,11 +144,11 @@ class SlotStorage:
         )
         here = base + cur if active is None else torch.where(active, base + cur, trash)  # type: ignore[arg-type]
         for name in _STEP_FIELDS:
-            self._flat[name][here] = getattr(rec, name)
+            self._put(name, here, getattr(rec, name))
         nxt = here + 1 if active is None else torch.where(active, here + 1, trash)  # type: ignore[arg-type]
         steps = 1 if active is None else active.long()
         if rec.dones_host is not None and not rec.dones_host.any():
-            self._put_obs(nxt, rec.obs)
+            self._put("obs", nxt, rec.obs)
             _add(self._ep_t, rows, steps)
             _add(self._cur, rows, steps)
             return
@@ -157,11 +156,11 @@ class SlotStorage:
         if active is not None:
             done = done & active
         final = rec.final_obs is not None and not rec.final_in_obs
-        self._put_obs(nxt, _where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
+        self._put("obs", nxt, _where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
         if not rec.final_in_obs:
-            self._put_obs(torch.where(done, here + 2, trash), rec.obs)  # type: ignore[arg-type]
+            self._put("obs", torch.where(done, here + 2, trash), rec.obs)  # type: ignore[arg-type]
         ep_t = _get(self._ep_t, rows) + steps
-        self._flat["ep_len"][nxt] = torch.where(done, ep_t, 0)
+        self._put("ep_len", nxt, torch.where(done, ep_t, 0))
         _set(self._ep_t, rows, torch.where(done, 0, ep_t))
         _add(self._cur, rows, steps + done)
         if rec.final_in_obs:
@@ -319,28 +318,25 @@ class SlotStorage:
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
         for name in _STEP_FIELDS:
-            value: torch.Tensor = getattr(rec, name)
-            self.data[name] = self._zeros(value.dtype, tuple(value.shape[1:]))
+            self.data[name] = _alloc(getattr(rec, name), self.n_envs, self.capacity + 1)
         self._refresh_views()
 
     def _refresh_views(self) -> None:
-        """Flat ``(n_envs * (capacity + 1), ...)`` views of every field, for the writes."""
+        """Flat ``(n_envs * (capacity + 1), ...)`` views of every field's leaves, for the writes."""
         assert self.data is not None
         flat = self.data.reshape(-1)
-        self._flat = {k: v for k, v in flat.items() if isinstance(v, torch.Tensor)}
-        obs = flat["obs"]
-        self._obs_leaves = (
-            [(k, v) for k, v in obs.items(True, True)] if not isinstance(obs, torch.Tensor) else []
-        )
+        self._flat = {}
+        for name in flat.keys():
+            field = flat[name]
+            self._flat[name] = (
+                [(None, field)] if isinstance(field, torch.Tensor) else list(field.items(True, True))
+            )
         self._base = self._rows * (self.capacity + 1)
 
-    def _put_obs(self, index: torch.Tensor, value: Obs) -> None:
-        assert self.data is not None
-        if isinstance(value, torch.Tensor):
-            self._flat["obs"][index] = value
-            return
-        for key, leaf in self._obs_leaves:
-            leaf[index] = value.get(key)
+    def _put(self, name: str, index: torch.Tensor, value: Obs) -> None:
+        """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index``."""
+        for key, leaf in self._flat[name]:
+            leaf[index] = value if key is None else value.get(key)  # type: ignore[union-attr]
 
     def _zeros(self, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> torch.Tensor:
         return torch.zeros((self.n_envs, self.capacity + 1, *shape), dtype=dtype, device=self.device)
@@ -380,11 +376,11 @@ def _spec(td: TensorDictBase, skip: int) -> dict:
     return {k: (v.shape[skip:], v.dtype) for k, v in td.items(True, True)}
 
 
-def _alloc(obs: Obs, slots: int) -> Obs:
-    """Zeros shaped like ``obs`` with a slot dimension after the env dimension."""
-    if isinstance(obs, torch.Tensor):
-        return torch.zeros((obs.shape[0], slots, *obs.shape[1:]), dtype=obs.dtype, device=obs.device)
-    return obs.new_zeros(torch.Size([obs.batch_size[0], slots]))
+def _alloc(value: Obs, rows: int, slots: int) -> Obs:
+    """Zeros of ``rows`` x ``slots`` elements shaped like each element of ``value``."""
+    if isinstance(value, torch.Tensor):
+        return torch.zeros((rows, slots, *value.shape[1:]), dtype=value.dtype, device=value.device)
+    return value.new_zeros(torch.Size([rows, slots]))
 
 
 def _put(store: Obs, rows: torch.Tensor, cols: torch.Tensor, value: Obs) -> None:

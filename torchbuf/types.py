@@ -86,7 +86,7 @@ class Trajectory(_Batch):
     """
 
     obs: Obs
-    acts: torch.Tensor
+    acts: Obs
     terminated: torch.Tensor
     truncated: torch.Tensor
     infos: Any = None
@@ -98,7 +98,7 @@ class Trajectory(_Batch):
         Raises:
             ValueError: lengths disagree.
         """
-        n_acts = int(self.acts.shape[0])
+        n_acts = obs_len(self.acts)
         if obs_len(self.obs) != n_acts + 1:
             raise ValueError(
                 f"expected one more observation than actions: {obs_len(self.obs)} != {n_acts} + 1"
@@ -128,7 +128,7 @@ class TrajectoryWithRew(Trajectory):
             ValueError: lengths or shapes disagree.
         """
         super().__post_init__()
-        n_acts = int(self.acts.shape[0])
+        n_acts = obs_len(self.acts)
         if self.rews is None or tuple(self.rews.shape[:1]) != (n_acts,):
             shape = None if self.rews is None else tuple(self.rews.shape)
             raise ValueError(f"rews must have shape ({n_acts},), got {shape}")
@@ -149,7 +149,7 @@ class Transitions(_Batch):
     """
 
     obs: Obs
-    acts: torch.Tensor
+    acts: Obs
     next_obs: Obs
     dones: torch.Tensor
     terminated: torch.Tensor
@@ -194,7 +194,7 @@ class TransitionsWithRew(Transitions):
 
 def _n_actions(self: Trajectory) -> int:
     """Returns the number of actions (transitions) of the trajectory."""
-    return int(self.acts.shape[0])
+    return obs_len(self.acts)
 
 
 # TensorClass defines ``__len__`` from the batch size (empty for a trajectory);

@@ -77,7 +77,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._started = False
         self._ended_host = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset step due
         self._ended: torch.Tensor | None = None
-        self._sent: torch.Tensor | None = None  # envpool async: actions sent per env
+        self._sent: Obs | None = None  # envpool async: actions sent per env
         self._warned_unknown_final = False
         self._tensor_env = False
 
@@ -117,7 +117,15 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             raise ValueError(f"actions: on {actions.device}, but the env's tensors are on {self.device}")
         obs, rews, terminated, truncated, info = self.env.step(actions)
         env_ids = _env_ids(info, self.num_envs)
-        self._record(as_tensor(actions, self.device), obs, rews, terminated, truncated, info, env_ids)
+        self._record(
+            obs_to_tensors(actions, self.num_envs, self.device),
+            obs,
+            rews,
+            terminated,
+            truncated,
+            info,
+            env_ids,
+        )
         return obs, rews, terminated, truncated, info
 
     # ------------------------------------------------------------------ envpool async
@@ -133,15 +141,17 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         empty = create_empty_array(self.single_observation_space, self.num_envs, fn=np.zeros)
         self._start(empty, awaiting=True)
         no_acts = create_empty_array(self.single_action_space, self.num_envs, fn=np.zeros)
-        self._sent = as_tensor(no_acts, self.device)  # the reset steps' actions are never recorded
+        self._sent = obs_to_tensors(
+            no_acts, self.num_envs, self.device
+        )  # reset steps' actions: never recorded
 
     def send(self, actions: Any, env_id: Any = None) -> None:
         """Envpool's asynchronous ``send``: saves the actions of the envs in ``env_id``."""
         self._require_started()
-        acts = as_tensor(actions, self.device)
-        if self._sent is None:
-            self._sent = torch.zeros((self.num_envs, *acts.shape[1:]), dtype=acts.dtype, device=self.device)
         ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
+        acts = obs_to_tensors(actions, len(ids), self.device)
+        if self._sent is None:
+            self._sent = _alloc_rows(acts, self.num_envs)
         self._sent[torch.as_tensor(ids, device=self.device)] = acts
         self.env.send(actions, env_id)  # type: ignore[attr-defined]
 
@@ -173,7 +183,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
 
     def _record(
         self,
-        acts: torch.Tensor,
+        acts: Obs,
         obs: Any,
         rews: Any,
         terminated: Any,
@@ -232,6 +242,13 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._ended = done & ~ended
         else:
             self._ended[torch.as_tensor(rec.env_ids, device=self.device)] = done & ~ended
+
+
+def _alloc_rows(acts: Obs, n: int) -> Obs:
+    """Zeros for ``n`` rows shaped like one row of ``acts``."""
+    if isinstance(acts, torch.Tensor):
+        return acts.new_zeros((n, *acts.shape[1:]))
+    return acts.new_zeros(torch.Size([n]))
 
 
 def _leaf(obs: Any) -> Any:
