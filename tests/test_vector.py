@@ -59,8 +59,9 @@ class Driver:
         finals = [self._final(info, e) for e in rows]
         infos = [None] * len(rows)  # checked through the rewards: see _info_t
         self.ref.step_rows(
-            rows, [index_obs(acts, e) for e in rows], [index_obs(obs, e) for e in rows], [rews[e] for e in rows],
-            [bool(term[e]) for e in rows], [bool(trunc[e]) for e in rows], finals, infos,
+            rows, [index_obs(acts, e) for e in rows], [index_obs(obs, e) for e in rows],
+            [rews[e] for e in rows], [bool(term[e]) for e in rows],
+            [bool(trunc[e]) for e in rows], finals, infos,
         )  # fmt: skip
         self.ended = done & ~self.ended if self.mode == "NextStep" else done
         if self.mode == "Disabled" and done.any():

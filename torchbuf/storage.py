@@ -326,7 +326,7 @@ class SlotStorage:
         assert self.data is not None
         flat = self.data.reshape(-1)
         self._flat = {}
-        for name in flat.keys():
+        for name in flat.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
             field = flat[name]
             self._flat[name] = (
                 [(None, field)] if isinstance(field, torch.Tensor) else list(field.items(True, True))
