@@ -327,6 +327,7 @@ class SlotStorage:
         flat = self.data.reshape(-1)
         self._flat = {}
         for name in flat.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
+            assert isinstance(name, str)
             field = flat[name]
             self._flat[name] = (
                 [(None, field)] if isinstance(field, torch.Tensor) else list(field.items(True, True))

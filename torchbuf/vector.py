@@ -247,7 +247,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
 def _alloc_rows(acts: Obs, n: int) -> Obs:
     """Zeros for ``n`` rows shaped like one row of ``acts``."""
     if isinstance(acts, torch.Tensor):
-        return acts.new_zeros((n, *acts.shape[1:]))
+        return torch.zeros((n, *acts.shape[1:]), dtype=acts.dtype, device=acts.device)
     return acts.new_zeros(torch.Size([n]))
 
 
