@@ -267,3 +267,22 @@ def _transform_takes_space():
 class _TorchObs(gym.ObservationWrapper):
     def observation(self, observation):
         return torch.as_tensor(observation)
+
+
+def test_terminal_obs_of_another_dtype_is_cast_like_the_venv_casts_the_others():
+    class Float64Env(ScheduleEnv):
+        """Returns float64 observations for a float32 space (SB3 casts all but the terminal one)."""
+
+        def step(self, action):
+            obs, *rest = super().step(action)
+            return obs.astype(np.float64) + 0.25, *rest
+
+    fns = [lambda: Float64Env(OBS_SPACES["box"], ACT_SPACES["discrete"], [2], [False])]
+    venv = BufferingWrapper(DummyVecEnv(fns))
+    venv.reset()
+    venv.step(np.zeros(1, dtype=np.int64))
+    _, _, dones, infos = venv.step(np.zeros(1, dtype=np.int64))
+    assert dones[0] and infos[0]["terminal_observation"].dtype == np.float64
+    (traj,), _ = venv.pop_trajectories()
+    assert traj.obs.dtype == torch.float32
+    np.testing.assert_array_equal(traj.obs[-1].numpy(), infos[0]["terminal_observation"].astype(np.float32))
