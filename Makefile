@@ -28,8 +28,8 @@ $(COMPAT)/.ok: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.ok
-	$(VENV)/bin/ruff check torchbuf tests benchmarks
-	$(VENV)/bin/ruff format --check torchbuf tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.ok
 	$(VENV)/bin/mypy torchbuf
