@@ -172,25 +172,27 @@ def _trajectories(
     steps: TensorDict,
     per_env: list[list[dict[str, Any]]] | None,
 ) -> list[TrajectoryWithRew]:
-    """Splits the concatenated segments into trajectories (views of one copy)."""
-    obs_parts = obs.split([s.last - s.first + 1 for s in segments])
-    step_parts = steps.split([s.last - s.first for s in segments])
+    """Splits the concatenated segments into trajectories (views of one copy).
+
+    The pieces come from the storage, whose slots satisfy every trajectory
+    invariant, so they are assembled without re-checking each one.
+    """
+    act_sizes = [s.last - s.first for s in segments]
+    fields = {"obs": _split(obs, [n + 1 for n in act_sizes])}
+    for name in steps.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
+        fields[str(name)] = _split(steps[name], act_sizes)
     trajs = []
-    for seg, o, st in zip(segments, obs_parts, step_parts, strict=False):
+    for i, seg in enumerate(segments):
         infos = None
         if per_env is not None:
-            n = seg.last - seg.first
+            n = act_sizes[i]
             infos, per_env[seg.env] = _object_array(per_env[seg.env][:n]), per_env[seg.env][n:]
-        trajs.append(
-            TrajectoryWithRew(
-                obs=o,
-                acts=st["acts"],
-                rews=st["rews"],
-                terminated=st["terminated"],
-                truncated=st["truncated"],
-                infos=infos,
-                terminal=bool(seg.ep_len),
-                batch_size=[],
-            )
-        )
+        td = TensorDict({k: v[i] for k, v in fields.items()}, batch_size=[], device=steps.device)
+        extra = {"infos": infos, "terminal": bool(seg.ep_len)}
+        trajs.append(TrajectoryWithRew.from_tensordict(td, non_tensordict=extra))
     return trajs
+
+
+def _split(value: Obs, sizes: list[int]) -> list[Any]:
+    """Views of consecutive pieces of ``value`` along its first dimension."""
+    return list(value.split(sizes))
