@@ -8,15 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tests.helpers import (
-    ACT_SPACES,
-    OBS_SPACES,
-    ScheduleEnv,
-    assert_obs_equal,
-    index_obs,
-    stack_obs,
-    to_numpy,
-)
+from tests.checks import check_trajectories, check_transitions
+from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, index_obs
 from tests.reference import ListRecorder
 from torchbuf import BufferingWrapper
 
@@ -38,31 +31,8 @@ def _make(obs_key, act_key, schedules, seed):
     return DummyVecEnv(fns)
 
 
-def _check_transitions(got, expected):
-    assert got.batch_size[0] == len(expected)
-    for i, (obs, (act, rew, term, trunc, info), next_obs) in enumerate(expected):
-        assert_obs_equal(index_obs(to_numpy(got.obs), i), obs)
-        assert_obs_equal(index_obs(to_numpy(got.next_obs), i), next_obs)
-        np.testing.assert_array_equal(to_numpy(got.acts[i]), act)
-        assert float(got.rews[i]) == rew
-        assert bool(got.terminated[i]) == term and bool(got.truncated[i]) == trunc
-        assert bool(got.dones[i]) == (term or trunc)
-        assert got.infos[i] is info
-
-
-def _check_trajectories(got, expected):
-    trajs, ep_lens = got
-    assert [n for *_, n in expected if n] == ep_lens
-    assert len(trajs) == len(expected)
-    for traj, (_, obs, steps, n) in zip(trajs, expected, strict=False):
-        assert traj.terminal == bool(n)
-        assert len(traj) == len(steps) and len(traj.obs) == len(obs) if hasattr(traj.obs, "__len__") else True
-        assert_obs_equal(traj.obs, stack_obs(obs))
-        np.testing.assert_array_equal(to_numpy(traj.acts), np.stack([s[0] for s in steps]))
-        np.testing.assert_array_equal(to_numpy(traj.rews), np.array([s[1] for s in steps], dtype=np.float32))
-        np.testing.assert_array_equal(to_numpy(traj.terminated), [s[2] for s in steps])
-        np.testing.assert_array_equal(to_numpy(traj.truncated), [s[3] for s in steps])
-        assert all(a is s[4] for a, s in zip(traj.infos, steps, strict=False))
+def _same_info(got, step):
+    return got is step[4]  # the VecEnv's own info dict, kept as is
 
 
 def _pop(venv, ref, kind):
@@ -71,11 +41,12 @@ def _pop(venv, ref, kind):
             with pytest.raises(RuntimeError, match="empty"):
                 venv.pop_transitions()
             return
-        _check_transitions(venv.pop_transitions(), ref.pop_transitions())
+        check_transitions(venv.pop_transitions(), ref.pop_transitions(), _same_info)
     else:
-        _check_trajectories(
+        check_trajectories(
             venv.pop_finished_trajectories() if kind == "finished" else venv.pop_trajectories(),
             ref.pop_trajectories(finished_only=kind == "finished"),
+            _same_info,
         )
     assert venv.n_transitions == 0
 

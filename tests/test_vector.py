@@ -8,15 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import (
-    ACT_SPACES,
-    OBS_SPACES,
-    ScheduleEnv,
-    assert_obs_equal,
-    index_obs,
-    stack_obs,
-    to_numpy,
-)
+from tests.checks import check_trajectories, check_transitions
+from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, index_obs, stack_obs
 from tests.reference import ListRecorder
 from torchbuf.vector import VectorBufferingWrapper
 
@@ -75,21 +68,6 @@ class Driver:
         return info[FINAL[0]][e]
 
 
-def check_trajectories(got, expected):
-    trajs, ep_lens = got
-    assert [n for *_, n in expected if n] == ep_lens
-    assert len(trajs) == len(expected)
-    for traj, (_, obs, steps, n) in zip(trajs, expected, strict=False):
-        assert traj.terminal == bool(n) and len(traj) == len(steps)
-        assert_obs_equal(traj.obs, stack_obs(obs))
-        assert_obs_equal(traj.acts, stack_obs([s[0] for s in steps]))
-        np.testing.assert_array_equal(to_numpy(traj.rews), np.array([s[1] for s in steps]))
-        np.testing.assert_array_equal(to_numpy(traj.terminated), [s[2] for s in steps])
-        np.testing.assert_array_equal(to_numpy(traj.truncated), [s[3] for s in steps])
-        for got_info, s in zip(traj.infos, steps, strict=False):
-            assert _info_t(got_info, s[2] or s[3]) == int(s[1]) % 1000
-
-
 def _info_t(info, ended):
     """The step index ScheduleEnv put in the step's info (its reward is episode * 1000 + t).
 
@@ -98,16 +76,8 @@ def _info_t(info, ended):
     return info["t"] if "t" in info else info["final_info"]["t"]
 
 
-def check_transitions(got, expected):
-    assert got.batch_size[0] == len(expected)
-    for i, (obs, (act, rew, term, trunc, _), next_obs) in enumerate(expected):
-        assert_obs_equal(index_obs(to_numpy(got.obs), i), obs)
-        assert_obs_equal(index_obs(to_numpy(got.next_obs), i), next_obs)
-        assert_obs_equal(index_obs(to_numpy(got.acts), i), act)
-        assert (
-            float(got.rews[i]) == rew and bool(got.terminated[i]) == term and bool(got.truncated[i]) == trunc
-        )
-        assert _info_t(got.infos[i], term or trunc) == int(rew) % 1000
+def _step_t_matches(info, step):
+    return _info_t(info, step[2] or step[3]) == int(step[1]) % 1000
 
 
 def pop(driver, kind):
@@ -117,11 +87,11 @@ def pop(driver, kind):
             with pytest.raises(RuntimeError, match="empty"):
                 envs.pop_transitions()
         else:
-            check_transitions(envs.pop_transitions(), ref.pop_transitions())
+            check_transitions(envs.pop_transitions(), ref.pop_transitions(), _step_t_matches)
     else:
         finished = kind == "finished"
         got = envs.pop_finished_trajectories() if finished else envs.pop_trajectories()
-        check_trajectories(got, ref.pop_trajectories(finished_only=finished))
+        check_trajectories(got, ref.pop_trajectories(finished_only=finished), _step_t_matches)
     assert envs.n_unpopped == ref.n_unpopped()
 
 
