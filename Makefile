@@ -45,3 +45,17 @@ demo: $(VENV)/.ok
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
+# The bench extra adds matplotlib and a torchrl whose pins fit the installed torch/tensordict.
+BENCH_QUICK_OUT ?= $(COMPAT)/bench-quick
+
+$(COMPAT)/.bench-ok: $(COMPAT)/.ok pyproject.toml
+	$(CPY) -m pip install -q -e ".[bench]" "$(TORCH)"
+	touch $@
+
+bench: $(COMPAT)/.bench-ok
+	$(CPY) -m benchmarks.run --out docs
+
+bench-quick: $(COMPAT)/.bench-ok
+	$(CPY) -m benchmarks.run --quick --out $(BENCH_QUICK_OUT)
