@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from torchbuf.recorder import Recorder
@@ -58,18 +60,19 @@ class PopAPI:
         """
         return self._recorder.pop_transitions()
 
-    def pop_trajectories(self) -> tuple[list[TrajectoryWithRew], list[int]]:
+    def pop_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
         """Pops recorded trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
             ``(trajs, ep_lens)``: fragments of everything recorded since the last
-            pop; they may miss initial states (an earlier pop took them) and
-            terminal states (episode still running). ``ep_lens`` holds the full
-            lengths of the episodes completed since the last pop.
+            pop, as a :class:`~torchbuf.trajectories.Trajectories` sequence. They
+            may miss initial states (an earlier pop took them) and terminal states
+            (episode still running). ``ep_lens`` holds the full lengths of the
+            episodes completed since the last pop.
         """
         return self._recorder.pop_trajectories()
 
-    def pop_finished_trajectories(self) -> tuple[list[TrajectoryWithRew], list[int]]:
+    def pop_finished_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
         """Pops recorded complete trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
