@@ -11,19 +11,8 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm import tqdm
 
+from torchbuf.experts import scripted_cartpole
 from torchbuf.wrappers import BufferingWrapper
-
-
-def scripted_cartpole(obs: np.ndarray) -> np.ndarray:
-    """A simple CartPole controller: push toward where the pole is falling.
-
-    Args:
-        obs: Observations, shape ``(n_envs, 4)``.
-
-    Returns:
-        Actions, shape ``(n_envs,)``, int64.
-    """
-    return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
 
 
 @dataclass
