@@ -28,7 +28,10 @@ class StepRecord:
         terminated: Termination flags, shape ``(n,)``, bool.
         truncated: Truncation flags, shape ``(n,)``, bool.
         final_obs: The true last observations, read where ``terminated | truncated``
-            (other rows are ignored), or ``None`` when no episode ended. Batch ``(n,)``.
+            (other rows are ignored), or ``None`` when no episode ended. Batch ``(n,)``,
+            or only the ended rows when ``final_rows`` is given.
+        final_rows: Host positions (in this step) of the rows ``final_obs`` holds,
+            in order, when it holds only the ended rows; else ``None``.
         final_in_obs: ``obs`` holds the final observations of the ended episodes;
             their reset observations come later, through ``SlotStorage.restart``
             (gymnasium's NEXT_STEP and DISABLED autoreset modes).
@@ -47,6 +50,7 @@ class StepRecord:
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_obs: Obs | None = None
+    final_rows: np.ndarray | None = None
     final_in_obs: bool = False
     active: torch.Tensor | None = None
     active_host: np.ndarray | None = None

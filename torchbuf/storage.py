@@ -30,6 +30,34 @@ from torchbuf.types import Obs
 _STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
 
 
+class _Rows:
+    """One leaf of a field as flat slots ``(n_envs * (capacity + 1), ...)``.
+
+    Rows of 32 bytes or more are written and read through the widest integer view
+    that divides them: an indexed copy of uint8 image rows as int64 runs several
+    times faster than as uint8, and the bytes are the same.
+    """
+
+    def __init__(self, key: Any, leaf: torch.Tensor):
+        self.key, self.leaf = key, leaf
+        row_bytes = leaf[0].numel() * leaf.element_size() if leaf.shape[0] else 0
+        wide = [d for d in (torch.int64, torch.int32) if row_bytes >= 32 and row_bytes % d.itemsize == 0]
+        self.wide_dtype = wide[0] if wide else None
+        self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
+
+    def put(self, index: torch.Tensor, value: torch.Tensor) -> None:
+        if self.wide is None:
+            self.leaf[index] = value
+            return
+        value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
+        self.wide[index] = value.view(self.wide_dtype)  # type: ignore[arg-type]
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        if self.wide is None:
+            return self.leaf[index]
+        return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
+
+
 @dataclass
 class Segment:
     """A contiguous run of slots of one env, popped as one trajectory.
@@ -63,9 +91,9 @@ class SlotStorage:
         self.data: TensorDict | None = None
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
-        self._flat: dict[str, list[tuple[Any, torch.Tensor]]] = {}
+        self._flat: dict[str, list[_Rows]] = {}
         self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
-        self._ep_t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self._ep_t = torch.zeros(n_envs, dtype=torch.int32, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
         self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
@@ -82,7 +110,7 @@ class SlotStorage:
         """
         if self.data is None or not self._obs_matches(obs):
             self.data = TensorDict(
-                {"obs": _alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.long)},
+                {"obs": _alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
                 batch_size=[self.n_envs, self.capacity + 1],
                 device=self.device,
             )
@@ -137,28 +165,59 @@ class SlotStorage:
         self._count_on_host(rec)
         rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
         cur, base, active = _get(self._cur, rows), _get(self._base, rows), rec.active
-        trash = (
-            base + self.capacity
-            if active is not None or rec.dones_host is None or rec.dones_host.any()
-            else None
-        )
+        trash = None if active is None else base + self.capacity
         here = base + cur if active is None else torch.where(active, base + cur, trash)  # type: ignore[arg-type]
         for name in _STEP_FIELDS:
             self._put(name, here, getattr(rec, name))
         nxt = here + 1 if active is None else torch.where(active, here + 1, trash)  # type: ignore[arg-type]
-        steps = 1 if active is None else active.long()
-        if rec.dones_host is not None and not rec.dones_host.any():
-            self._put("obs", nxt, rec.obs)
-            _add(self._ep_t, rows, steps)
-            _add(self._cur, rows, steps)
+        steps = 1 if active is None else active.int()
+        if rec.dones_host is not None:
+            self._ends_on_host(rec, rows, nxt, steps)
+        else:
+            self._ends_on_device(rec, rows, here, nxt, steps, base + self.capacity)
+
+    def _ends_on_host(
+        self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
+    ) -> None:
+        """Episode ends the host knows: every row written once, the ended rows again."""
+        assert rec.dones_host is not None
+        self._put("obs", nxt, rec.obs)
+        _add(self._ep_t, rows, steps)
+        _add(self._cur, rows, steps)
+        ended = np.flatnonzero(rec.dones_host)
+        if ended.size == 0:
             return
+        at_step = torch.as_tensor(ended, device=self.device)
+        at_row = at_step if rows is None else rows[at_step]
+        final = nxt[at_step]
+        if not rec.final_in_obs:
+            assert rec.final_obs is not None, "an episode ended without its final observation"
+            ended_final = rec.final_obs if rec.final_rows is not None else rec.final_obs[at_step]
+            self._put("obs", final, ended_final)
+            self._put("obs", final + 1, rec.obs[at_step])
+        self._put("ep_len", final, self._ep_t[at_row])
+        self._ep_t[at_row] = 0
+        self._cur[at_row] += 1
+        if rec.final_in_obs:
+            self._awaiting[at_row] = True
+
+    def _ends_on_device(
+        self,
+        rec: StepRecord,
+        rows: torch.Tensor | None,
+        here: torch.Tensor,
+        nxt: torch.Tensor,
+        steps: Any,
+        trash: torch.Tensor,
+    ) -> None:
+        """Episode ends known only on the device: masked full-batch writes, no sync."""
         done = rec.terminated | rec.truncated
-        if active is not None:
-            done = done & active
+        if rec.active is not None:
+            done = done & rec.active
         final = rec.final_obs is not None and not rec.final_in_obs
         self._put("obs", nxt, _where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
         if not rec.final_in_obs:
-            self._put("obs", torch.where(done, here + 2, trash), rec.obs)  # type: ignore[arg-type]
+            self._put("obs", torch.where(done, here + 2, trash), rec.obs)
         ep_t = _get(self._ep_t, rows) + steps
         self._put("ep_len", nxt, torch.where(done, ep_t, 0))
         _set(self._ep_t, rows, torch.where(done, 0, ep_t))
@@ -213,7 +272,7 @@ class SlotStorage:
         self._restart_at_cursor()
         return out
 
-    def take_segments(self, finished_only: bool) -> tuple[list[Segment], TensorDict, TensorDict]:
+    def take_segments(self, finished_only: bool) -> tuple[list[Segment], Obs, TensorDict]:
         """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
 
         Reads the marks of the unpopped slots and the cursors to the host: one
@@ -236,9 +295,8 @@ class SlotStorage:
         segments, keep_from = self._segments(host[:, :-1], host[:, -1], finished_only)
         obs_slots = [np.arange(s.first, s.last + 1) + s.env * (self.capacity + 1) for s in segments]
         act_slots = [np.arange(s.first, s.last) + s.env * (self.capacity + 1) for s in segments]
-        flat = self.data.reshape(-1)
-        obs = flat["obs"][self._index(obs_slots)]
-        steps = flat.select(*_STEP_FIELDS)[self._index(act_slots)]
+        obs = self._take("obs", self._index(obs_slots))
+        steps = self._take_fields(_STEP_FIELDS, self._index(act_slots))
         if finished_only:
             self._keep_from(keep_from)
         else:
@@ -276,11 +334,9 @@ class SlotStorage:
         return torch.as_tensor(host, dtype=torch.long, device=self.device)
 
     def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
-        assert self.data is not None
-        flat = self.data.reshape(-1)
-        out = flat.select(*_STEP_FIELDS)[index]
-        out["obs"] = flat["obs"][index]
-        out["next_obs"] = flat["obs"][next_index]
+        out = self._take_fields(_STEP_FIELDS, index)
+        out.set("obs", self._take("obs", index))
+        out.set("next_obs", self._take("obs", next_index))
         return out
 
     def _restart_at_cursor(self) -> None:
@@ -329,15 +385,30 @@ class SlotStorage:
         for name in flat.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
             assert isinstance(name, str)
             field = flat[name]
-            self._flat[name] = (
-                [(None, field)] if isinstance(field, torch.Tensor) else list(field.items(True, True))
-            )
+            leaves = [(None, field)] if isinstance(field, torch.Tensor) else field.items(True, True)
+            self._flat[name] = [_Rows(key, leaf) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
 
     def _put(self, name: str, index: torch.Tensor, value: Obs) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index``."""
-        for key, leaf in self._flat[name]:
-            leaf[index] = value if key is None else value.get(key)  # type: ignore[union-attr]
+        for rows in self._flat[name]:
+            rows.put(index, value if rows.key is None else value.get(rows.key))  # type: ignore[union-attr]
+
+    def _take(self, name: str, index: torch.Tensor) -> Obs:
+        """Reads field ``name`` at flat slot ``index`` (a copy): a tensor, or a TensorDict."""
+        leaves = self._flat[name]
+        if leaves[0].key is None:
+            return leaves[0].take(index)
+        out = TensorDict({}, batch_size=index.shape[:1], device=self.device)
+        for rows in leaves:
+            out.set(rows.key, rows.take(index))
+        return out
+
+    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
+        out = TensorDict({}, batch_size=index.shape[:1], device=self.device)
+        for name in names:
+            out.set(name, self._take(name, index))
+        return out
 
     def _zeros(self, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> torch.Tensor:
         return torch.zeros((self.n_envs, self.capacity + 1, *shape), dtype=dtype, device=self.device)
@@ -353,7 +424,7 @@ class SlotStorage:
             )
         return _spec(obs, 1) == _spec(stored, 2)
 
-
+    # ------------------------------------------------------------------ checkpoints
 def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""
     return t if rows is None else t[rows]

@@ -200,7 +200,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             obs_t, acts, as_tensor(rews, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
         )
         if self.mode is Autoreset.SAME_STEP:
-            rec.final_obs = final_obs(info, obs_t, self.device)
+            rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device)
             if rec.final_obs is None and not _none_ended(dones_host):
                 rec.final_obs = unknown_like(obs_t)
                 self._warn_unknown_final()

@@ -78,8 +78,10 @@ def autoreset_mode(env: Any, override: str | None = None) -> Autoreset:
     return _NAMES[name]
 
 
-def final_obs(info: Mapping[str, Any], obs: Obs, device: torch.device) -> Obs | None:
-    """The true final observations of a SAME_STEP step, as a full batch.
+def final_obs(
+    info: Mapping[str, Any], obs: Obs, device: torch.device
+) -> tuple[Obs | None, np.ndarray | None]:
+    """The true final observations of a SAME_STEP step.
 
     Args:
         info: The step's info dict.
@@ -87,21 +89,21 @@ def final_obs(info: Mapping[str, Any], obs: Obs, device: torch.device) -> Obs | 
         device: Storage device.
 
     Returns:
-        ``obs`` with the ended rows replaced by their final observations, or the
-        env's full batch as is, or ``None`` when the info carries no final obs.
+        ``(final, rows)``: the ended rows' final observations and their host
+        positions (per-env object arrays), or the env's full batch and ``None``
+        (full-batch tensors, read where episodes ended), or ``(None, None)`` when the
+        info carries no final observation.
     """
     keys = next(((k, m) for k, m in FINAL_KEYS if k in info), None)
     if keys is None:
-        return None
+        return None, None
     value, mask_key = info[keys[0]], keys[1]
     if not (isinstance(value, np.ndarray) and value.dtype == object):
-        return _cast_like(obs_to_tensors(value, _batch(obs), device), obs)
+        return _cast_like(obs_to_tensors(value, _batch(obs), device), obs), None
     rows = np.flatnonzero(np.asarray(info[mask_key], dtype=bool))
     if rows.size == 0:
-        return None
-    full = obs.clone()
-    full[torch.as_tensor(rows, device=device)] = _cast_like(stack_obs([value[i] for i in rows], device), obs)
-    return full
+        return None, None
+    return _cast_like(stack_obs([value[i] for i in rows], device), obs), rows
 
 
 def unknown_like(obs: Obs) -> Obs:

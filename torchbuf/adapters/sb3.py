@@ -51,9 +51,8 @@ def sb3_record(
             if "terminal_observation" not in infos[env]:
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
-        final = obs_t.clone()
         terminal = stack_obs([infos[env]["terminal_observation"] for env in ended.tolist()], device)
-        final[torch.as_tensor(ended, device=device)] = _cast_like(terminal, obs_t)
+        final = _cast_like(terminal, obs_t)
     return StepRecord(
         obs=obs_t,
         acts=as_tensor(acts, device),
@@ -61,6 +60,7 @@ def sb3_record(
         terminated=as_tensor(dones & ~truncated, device),
         truncated=as_tensor(truncated, device),
         final_obs=final,
+        final_rows=ended if final is not None else None,
         dones_host=dones,
     )
 
