@@ -424,7 +424,7 @@ class SlotStorage:
             )
         return _spec(obs, 1) == _spec(stored, 2)
 
-    # ------------------------------------------------------------------ checkpoints
+
 def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""
     return t if rows is None else t[rows]
