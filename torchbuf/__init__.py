@@ -1,5 +1,8 @@
 """torchbuf: a PyTorch-native rollout buffer for imitation learning."""
 
+from torchbuf.loader import TransitionLoader
+from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until, rollout_stats
+from torchbuf.trajectories import Trajectories
 from torchbuf.types import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
 from torchbuf.vector import VectorBufferingWrapper
 from torchbuf.wrappers import BufferingWrapper, RolloutInfoWrapper
@@ -7,6 +10,12 @@ from torchbuf.wrappers import BufferingWrapper, RolloutInfoWrapper
 __all__ = [
     "BufferingWrapper",
     "RolloutInfoWrapper",
+    "Trajectories",
+    "TransitionLoader",
+    "flatten_trajectories",
+    "generate_trajectories",
+    "make_sample_until",
+    "rollout_stats",
     "Trajectory",
     "TrajectoryWithRew",
     "Transitions",
