@@ -119,6 +119,42 @@ class Recorder:
         self.n_transitions = 0
         return trajs, [s.ep_len for s in segments if s.ep_len]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The recorder's state: storage, ``n_transitions`` and the unpopped infos.
+
+        Returns:
+            A dict with ``storage`` (:meth:`SlotStorage.state_dict`), ``n_transitions``,
+            ``keep_infos`` and ``infos``: per env, the info dicts of its unpopped
+            transitions in time order (object arrays), or ``None`` when infos are
+            not kept.
+        """
+        infos = None
+        if self.keep_infos:
+            infos = self._infos.take()
+            self._infos.give_back(infos)  # the same log, gathered per env
+        return {
+            "storage": self.storage.state_dict(),
+            "n_transitions": self.n_transitions,
+            "keep_infos": self.keep_infos,
+            "infos": infos,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict`.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+
+        Raises:
+            ValueError: the state holds another number of envs.
+        """
+        self.storage.load_state_dict(state["storage"])
+        self.n_transitions = None if state["n_transitions"] is None else int(state["n_transitions"])
+        self.keep_infos = bool(state["keep_infos"])
+        self._infos.clear()
+        if self.keep_infos and state["infos"] is not None:
+            self._infos.give_back(list(state["infos"]))
+
 
 class _Subset(Sequence[dict[str, Any]]):
     """The infos of some positions of a step, read lazily."""

@@ -424,6 +424,75 @@ class SlotStorage:
             )
         return _spec(obs, 1) == _spec(stored, 2)
 
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The unpopped state: live slots, cursors and host counts.
+
+        Only the slots up to the host bound on the cursors are kept (the rest of
+        each row holds nothing unpopped). Tensors are views of the storage, on its
+        device: copy or save them before the next step.
+
+        Returns:
+            A dict with ``n_envs``, ``capacity``, ``data`` (a TensorDict of batch
+            ``(n_envs, width)``, or ``None`` before the first start), ``cur``,
+            ``ep_t``, ``awaiting`` (tensors of shape ``(n_envs,)``) and the host
+            values ``counts_exact``, ``n_unpopped``, ``bound``.
+        """
+        width = int(self._bound.max()) + 1
+        return {
+            "n_envs": self.n_envs,
+            "capacity": self.capacity,
+            "data": None if self.data is None else self.data[:, :width],
+            "cur": self._cur,
+            "ep_t": self._ep_t,
+            "awaiting": self._awaiting,
+            "counts_exact": self.counts_exact,
+            "n_unpopped": self.n_unpopped.copy(),
+            "bound": self._bound.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict` (possibly saved from another device).
+
+        Args:
+            state: What :meth:`state_dict` returned.
+
+        Raises:
+            ValueError: the state holds another number of envs, or more slots
+                than its capacity.
+        """
+        if int(state["n_envs"]) != self.n_envs:
+            raise ValueError(f"the state has {state['n_envs']} envs, the storage {self.n_envs}")
+        data = state["data"]
+        width = 0 if data is None else int(data.batch_size[1])
+        if width > int(state["capacity"]) + 1:
+            raise ValueError(f"the state holds {width} slots per env, more than its capacity")
+        self.capacity = max(int(state["capacity"]), self.capacity)
+        self.data = None if data is None else self._padded(data)
+        self._cur = state["cur"].to(self.device, self._cur.dtype).clone()
+        self._ep_t = state["ep_t"].to(self.device, self._ep_t.dtype).clone()
+        self._awaiting = state["awaiting"].to(self.device, self._awaiting.dtype).clone()
+        self.counts_exact = bool(state["counts_exact"])
+        self.n_unpopped = np.array(state["n_unpopped"], dtype=np.int64)
+        self._bound = np.array(state["bound"], dtype=np.int64)
+        self._base = self._rows * (self.capacity + 1)
+        if self.data is not None:
+            self._refresh_views()
+
+    def _padded(self, data: TensorDictBase) -> TensorDict:
+        """``data`` (batch ``(n_envs, width)``) in a fresh zeroed storage of ``capacity + 1`` slots."""
+        slots = self.capacity + 1
+        full = TensorDict(
+            {
+                key: torch.zeros((self.n_envs, slots, *leaf.shape[2:]), dtype=leaf.dtype, device=self.device)
+                for key, leaf in data.items(True, True)
+            },
+            batch_size=[self.n_envs, slots],
+            device=self.device,
+        )
+        full[:, : data.batch_size[1]] = data.to(self.device)
+        return full
+
 
 def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""

@@ -1,0 +1,330 @@
+"""Saving and loading batches, trajectories and buffer checkpoints.
+
+Tensors are stored with tensordict's memory-mapped format (one raw file per field)
+and load lazily, zero-copy, on the CPU; infos are Python objects and are stored with
+:mod:`pickle` in a side file. Every save is atomic and checked on load: see
+:mod:`torchbuf.savedir` and ``docs/io.md`` for the layout on disk.
+
+Loading unpickles the infos file: load only saves you trust.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from torchbuf import savedir
+from torchbuf.buffering import PopAPI
+from torchbuf.recorder import Recorder
+from torchbuf.savedir import CorruptSaveError
+from torchbuf.types import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
+
+__all__ = ["CorruptSaveError", "load", "load_checkpoint", "save", "save_checkpoint"]
+
+_TRANSITIONS = {"Transitions": Transitions, "TransitionsWithRew": TransitionsWithRew}
+_TRAJECTORIES = {"Trajectory": Trajectory, "TrajectoryWithRew": TrajectoryWithRew}
+_TRANSITION_FIELDS = ("obs", "acts", "next_obs", "dones", "terminated", "truncated")
+_STEP_FIELDS = ("acts", "terminated", "truncated")
+
+PathLike = str | os.PathLike[str]
+
+
+# ------------------------------------------------------------------- batches
+def save(path: PathLike, batch_or_trajs: Transitions | Sequence[Trajectory]) -> None:
+    """Saves transitions or trajectories to the directory ``path``, atomically.
+
+    Tensors keep their dtypes and structure (dict observations as nested
+    TensorDicts); ``terminated``, ``truncated``, ``terminal`` are kept. Trajectories
+    are stored concatenated, one file per field, with an index of their lengths.
+    ``infos`` are Python objects: they are stored with :mod:`pickle` in a side file
+    (``infos=None`` stays ``None``). An existing save at ``path`` is replaced only
+    once the new one is complete on disk.
+
+    Args:
+        path: The save directory (created; its parent must exist).
+        batch_or_trajs: A :class:`Transitions` / :class:`TransitionsWithRew` batch,
+            or a sequence of :class:`Trajectory` / :class:`TrajectoryWithRew` (all
+            of one class), e.g. what ``pop_trajectories()`` returned.
+
+    Raises:
+        TypeError: ``batch_or_trajs`` is neither, or mixes trajectory classes.
+        OSError: the parent directory is missing or not writable.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from torchbuf import TransitionsWithRew
+        >>> n = 3
+        >>> flags = torch.zeros(n, dtype=torch.bool)
+        >>> batch = TransitionsWithRew(
+        ...     obs=torch.zeros(n, 2), acts=torch.zeros(n, dtype=torch.long), next_obs=torch.ones(n, 2),
+        ...     dones=flags, terminated=flags, truncated=flags, rews=torch.ones(n), batch_size=[n],
+        ... )
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save(f"{tmp}/batch", batch)
+        ...     load(f"{tmp}/batch").rews.tolist()
+        [1.0, 1.0, 1.0]
+    """
+    if isinstance(batch_or_trajs, Transitions):
+        data, infos, meta = _pack_transitions(batch_or_trajs)
+        savedir.write(path, "transitions", data, infos, meta)
+    elif isinstance(batch_or_trajs, Sequence):
+        data, infos, meta = _pack_trajectories(batch_or_trajs)
+        savedir.write(path, "trajectories", data, infos, meta)
+    else:
+        raise TypeError(
+            f"save expects Transitions or a sequence of Trajectory, got {type(batch_or_trajs).__name__}"
+        )
+
+
+def load(
+    path: PathLike, device: torch.device | str = "cpu", *, verify: bool = True
+) -> Transitions | list[Trajectory]:
+    """Loads what :func:`save` wrote, after checking it against its manifest.
+
+    On the CPU the tensors are memory-mapped: nothing is read until used, and
+    nothing is copied. Another ``device`` gets a copy there.
+
+    Args:
+        path: The save directory.
+        device: Where the tensors go.
+        verify: Check each file's sha256 (reads every file once); sizes, shapes
+            and dtypes are checked either way.
+
+    Returns:
+        The batch, of the class that was saved, or a list of trajectories.
+
+    Raises:
+        FileNotFoundError: nothing saved at ``path``.
+        CorruptSaveError: a file is missing, truncated or corrupt, or a field's
+            shape or dtype is wrong; the message names the file and field.
+    """
+    data, infos, body = savedir.read(path, verify=verify)
+    if body["kind"] not in ("transitions", "trajectories"):
+        raise CorruptSaveError(f"{path}: holds a {body['kind']!r}, not transitions or trajectories")
+    data = _to_device(data, torch.device(device))
+    if body["kind"] == "transitions":
+        return _unpack_transitions(data, infos, body["meta"])
+    return _unpack_trajectories(data, infos, body["meta"])
+
+
+def _pack_transitions(batch: Transitions) -> tuple[TensorDict, Any, dict[str, Any]]:
+    names = [*_TRANSITION_FIELDS, *(["rews"] if isinstance(batch, TransitionsWithRew) else [])]
+    data = TensorDict({name: getattr(batch, name) for name in names}, batch_size=batch.batch_size)
+    infos = None if batch.infos is None else np.asarray(batch.infos, dtype=object)
+    return data, infos, {"class": type(batch).__name__}
+
+
+def _unpack_transitions(data: TensorDictBase, infos: Any, meta: dict[str, Any]) -> Transitions:
+    cls = _TRANSITIONS[meta["class"]]
+    fields = {str(k): data[k] for k in data.keys()}  # noqa: SIM118
+    return cls(**fields, infos=infos, batch_size=data.batch_size)
+
+
+def _pack_trajectories(trajs: Sequence[Trajectory]) -> tuple[TensorDict, Any, dict[str, Any]]:
+    classes = {type(t).__name__ for t in trajs}
+    if len(classes) > 1 or not all(isinstance(t, Trajectory) for t in trajs):
+        raise TypeError(f"save expects trajectories of one class, got {sorted(classes)}")
+    lengths = torch.tensor([len(t) for t in trajs], dtype=torch.int64)
+    index = TensorDict(
+        {"lengths": lengths, "terminal": torch.tensor([bool(t.terminal) for t in trajs], dtype=torch.bool)},
+        batch_size=[len(trajs)],
+    )
+    data = TensorDict({"index": index}, batch_size=[])
+    if trajs:
+        names = [*_STEP_FIELDS, *(["rews"] if isinstance(trajs[0], TrajectoryWithRew) else [])]
+        data["obs"] = torch.cat([t.obs for t in trajs])
+        steps = {name: torch.cat([getattr(t, name) for t in trajs]) for name in names}
+        data["steps"] = TensorDict(steps, batch_size=[int(lengths.sum())])
+    infos = [None if t.infos is None else np.asarray(t.infos, dtype=object) for t in trajs]
+    return data, infos, {"class": classes.pop() if classes else None}
+
+
+def _unpack_trajectories(data: TensorDictBase, infos: list[Any], meta: dict[str, Any]) -> list[Trajectory]:
+    if meta["class"] is None:
+        return []
+    cls = _TRAJECTORIES[meta["class"]]
+    lengths = data["index", "lengths"].tolist()
+    terminal = data["index", "terminal"].tolist()
+    obs, steps = data["obs"], data["steps"]
+    out: list[Trajectory] = []
+    a0 = 0
+    for i, n in enumerate(lengths):
+        fields = {str(k): steps[k][a0 : a0 + n] for k in steps.keys()}  # noqa: SIM118
+        traj = cls(
+            obs=obs[a0 + i : a0 + i + n + 1], **fields, infos=infos[i], terminal=terminal[i], batch_size=[]
+        )
+        out.append(traj)
+        a0 += n
+    return out
+
+
+def _to_device(data: TensorDictBase, device: torch.device) -> TensorDictBase:
+    return data if device.type == "cpu" else data.to(device)
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(path: PathLike, wrapper: PopAPI) -> None:
+    """Saves a buffering wrapper's unpopped state, atomically.
+
+    Saved: the storage slots that hold unpopped data, the per-env cursors, episode
+    step counters and awaiting flags, the host counts, ``n_transitions``, the infos
+    of the unpopped transitions (pickled), and the wrapper's own step state (a
+    ``VectorBufferingWrapper``'s pending NEXT_STEP resets and envpool actions).
+
+    The env itself is not saved: see :func:`load_checkpoint`.
+
+    Args:
+        path: The checkpoint directory (created or replaced; its parent must exist).
+        wrapper: A :class:`~torchbuf.BufferingWrapper` or
+            :class:`~torchbuf.VectorBufferingWrapper` (or a subclass).
+
+    Raises:
+        TypeError: ``wrapper`` is neither.
+        RuntimeError: a ``step_async()`` is pending (checkpoint between steps).
+        OSError: the parent directory is missing or not writable.
+    """
+    kind, host, tensors = _wrapper_state(wrapper)
+    state = wrapper._recorder.state_dict()
+    storage = state["storage"]
+    data = TensorDict(
+        {
+            "cursors": TensorDict(
+                {k: storage[k] for k in ("cur", "ep_t", "awaiting")}, batch_size=[storage["n_envs"]]
+            ),
+            **tensors,
+        },
+        batch_size=[],
+    )
+    if storage["data"] is not None:
+        data["storage"] = storage["data"]
+    meta = {
+        "wrapper": kind,
+        **host,
+        "device": str(wrapper.device),
+        "n_envs": storage["n_envs"],
+        "capacity": storage["capacity"],
+        "counts_exact": storage["counts_exact"],
+        "n_unpopped": storage["n_unpopped"].tolist(),
+        "bound": storage["bound"].tolist(),
+        "n_transitions": state["n_transitions"],
+        "keep_infos": state["keep_infos"],
+    }
+    savedir.write(path, "checkpoint", data, state["infos"], meta)
+
+
+def load_checkpoint(path: PathLike, wrapper: PopAPI, *, verify: bool = True) -> None:
+    """Restores a :func:`save_checkpoint` into ``wrapper``, replacing its recorded data.
+
+    ``wrapper`` wraps a fresh env of the same kind (same number of envs, spaces and
+    autoreset mode). The env's own state cannot be checkpointed: **restore it
+    yourself** (reseed it and replay the recorded actions, or set its state) so that
+    its current observations are those at the checkpoint. The buffer then continues
+    from the recorded current observations: later steps and pops give what an
+    uninterrupted run would have given. Restoring the env through the wrapper's
+    ``reset()`` / ``step()`` is fine (what they record is replaced); through the
+    wrapped env directly is fine too.
+
+    The storage goes to ``wrapper.device`` (a ``VectorBufferingWrapper`` created
+    without a device takes the checkpoint's).
+
+    Args:
+        path: The checkpoint directory.
+        wrapper: A buffering wrapper of the same kind as the one saved.
+        verify: Check each file's sha256 (see :func:`load`).
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        CorruptSaveError: a file is missing, truncated or corrupt.
+        ValueError: the checkpoint does not fit ``wrapper`` (kind, number of envs,
+            autoreset mode, or infos kept by the checkpoint but not by the wrapper).
+    """
+    data, infos, body = savedir.read(path, kind="checkpoint", verify=verify)
+    meta = body["meta"]
+    kind, _, _ = _wrapper_state(wrapper, for_restore=True)
+    _check_fits(meta, kind, wrapper)
+    device = _restore_device(wrapper, meta)
+    recorder = Recorder(meta["n_envs"], device, meta["keep_infos"], meta["capacity"])
+    recorder.load_state_dict(_recorder_state(data, infos, meta))
+    wrapper._recorder = recorder
+    if kind == "vector":
+        _restore_vector(wrapper, data, meta, device)
+
+
+def _wrapper_state(wrapper: PopAPI, for_restore: bool = False) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The wrapper's kind, its host state (JSON) and its tensor state."""
+    from torchbuf.vector import VectorBufferingWrapper
+    from torchbuf.wrappers import BufferingWrapper
+
+    if isinstance(wrapper, BufferingWrapper):
+        if wrapper._saved_acts is not None and not for_restore:
+            raise RuntimeError("save_checkpoint: a step_async() is pending; checkpoint between steps")
+        return "sb3", {}, {}
+    if isinstance(wrapper, VectorBufferingWrapper):
+        if for_restore:
+            return "vector", {}, {}
+        host = {
+            "mode": wrapper.mode.value,
+            "started": wrapper._started,
+            "tensor_env": wrapper._tensor_env,
+            "ended_host": wrapper._ended_host.tolist(),
+        }
+        tensors = {k: v for k, v in (("ended", wrapper._ended), ("sent", wrapper._sent)) if v is not None}
+        return "vector", host, {"wrapper": TensorDict(tensors, batch_size=[wrapper.num_envs])}
+    raise TypeError(f"expected a BufferingWrapper or VectorBufferingWrapper, got {type(wrapper).__name__}")
+
+
+def _check_fits(meta: dict[str, Any], kind: str, wrapper: Any) -> None:
+    if meta["wrapper"] != kind:
+        raise ValueError(f"the checkpoint is of a {meta['wrapper']!r} wrapper, not {kind!r}")
+    if meta["n_envs"] != wrapper.num_envs:
+        raise ValueError(f"the checkpoint holds {meta['n_envs']} envs, the wrapper {wrapper.num_envs}")
+    if kind == "vector" and meta["mode"] != wrapper.mode.value:
+        raise ValueError(
+            f"the checkpoint's autoreset mode is {meta['mode']!r}, the wrapper's {wrapper.mode.value!r}"
+        )
+    if kind == "vector" and meta["keep_infos"] and not wrapper._keep_infos:
+        raise ValueError("the checkpoint keeps infos: create the wrapper with keep_infos=True")
+
+
+def _restore_device(wrapper: Any, meta: dict[str, Any]) -> torch.device:
+    if getattr(wrapper, "_device", "") is None:  # a VectorBufferingWrapper that picks its device
+        return torch.device(meta["device"])
+    return wrapper.device
+
+
+def _recorder_state(data: TensorDictBase, infos: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    cursors = data["cursors"]
+    storage = {
+        "n_envs": meta["n_envs"],
+        "capacity": meta["capacity"],
+        "data": data.get("storage", None),
+        "cur": cursors["cur"],
+        "ep_t": cursors["ep_t"],
+        "awaiting": cursors["awaiting"],
+        "counts_exact": meta["counts_exact"],
+        "n_unpopped": meta["n_unpopped"],
+        "bound": meta["bound"],
+    }
+    return {
+        "storage": storage,
+        "n_transitions": meta["n_transitions"],
+        "keep_infos": meta["keep_infos"],
+        "infos": infos,
+    }
+
+
+def _restore_vector(wrapper: Any, data: TensorDictBase, meta: dict[str, Any], device: torch.device) -> None:
+    state = data["wrapper"]
+    wrapper._device = device
+    wrapper._started = meta["started"]
+    wrapper._tensor_env = meta["tensor_env"]
+    wrapper._ended_host = np.array(meta["ended_host"], dtype=bool)
+    ended = state.get("ended", None)
+    wrapper._ended = None if ended is None else ended.to(device).clone()
+    sent = state.get("sent", None)
+    wrapper._sent = None if sent is None else sent.to(device).clone()
