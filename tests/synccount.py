@@ -24,8 +24,7 @@ class OpCounter(TorchDispatchMode):
     """Records every aten op, and which of them synchronise with the host.
 
     A copy to the CPU from another device counts as a sync; the host reads that
-    bypass dispatch (``Tensor.numpy``, ``Tensor.tolist``) are counted by
-    :func:`count_ops`.
+    bypass dispatch are counted by :func:`count_ops`.
     """
 
     def __init__(self):
@@ -52,13 +51,20 @@ def _to_host_copy(name, args, kwargs):
 
 @contextlib.contextmanager
 def count_ops():
-    """Counts aten ops and host syncs, including ``Tensor.numpy`` / ``Tensor.tolist``."""
+    """Counts aten ops and host syncs.
+
+    Host reads that bypass dispatch count too: every ``Tensor.cpu()`` and
+    ``Tensor.tolist()`` (on a CPU tensor ``.cpu()`` is free, but the same code on a
+    GPU would wait there), and ``Tensor.numpy()`` of a tensor that is not on the CPU.
+    A numpy view of CPU memory is not a read from a device.
+    """
     counter = OpCounter()
-    originals = {name: getattr(torch.Tensor, name) for name in ("numpy", "tolist")}
+    originals = {name: getattr(torch.Tensor, name) for name in ("numpy", "tolist", "cpu")}
 
     def wrap(name):
         def reader(self, *args, **kwargs):
-            counter.syncs[f"Tensor.{name}"] += 1
+            if name != "numpy" or self.device.type != "cpu":
+                counter.syncs[f"Tensor.{name}"] += 1
             return originals[name](self, *args, **kwargs)
 
         return reader

@@ -16,7 +16,11 @@ def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Moves a numpy array or tensor to ``device`` (numpy is copied once, if at all)."""
     if isinstance(x, torch.Tensor):
         return x.to(device)
-    return torch.as_tensor(np.asarray(x), device=device)
+    arr = np.asarray(x)
+    if arr.flags.writeable and arr.dtype.kind in "biuf":
+        t = torch.from_numpy(arr)  # a view, cheaper than as_tensor; the storage copies it
+        return t if device.type == "cpu" else t.to(device)
+    return torch.as_tensor(arr, device=device)
 
 
 def obs_to_tensors(obs: Any, batch: int, device: torch.device) -> Obs:

@@ -14,7 +14,8 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
     """Checks that ``value`` is a batch of ``n_envs`` elements of ``space``.
 
     Shapes, dtype kinds and dict keys are checked on every call; values only where
-    the check is cheap and exact (discrete ranges of host arrays).
+    the check is cheap and exact (discrete ranges of host arrays). Integer kinds are
+    interchangeable (int/uint), and integers may fill float spaces.
 
     Args:
         space: The single-env space.
@@ -39,19 +40,22 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
             check_batch(sub, value[key], n_envs, f"{field}[{key!r}]")
         return
     shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
-    expected = (n_envs, *(space.shape or ()))
-    if shape != expected:
+    if shape[:1] != (n_envs,) or shape[1:] != (space.shape or ()):
+        expected = (n_envs, *(space.shape or ()))
         raise ValueError(f"{field}: expected shape {expected} (n_envs, *space.shape), got {shape}")
-    if (
-        space.dtype is not None
-        and _kind(value) != np.dtype(space.dtype).kind
-        and not _int_for_float(value, space)
-    ):
-        raise ValueError(f"{field}: dtype {value.dtype} does not fit the space's {space.dtype}")
+    if space.dtype is not None:
+        kind, want = _kind(value), space.dtype.kind
+        if kind != want and not (kind in "iu" and want in "iuf"):
+            raise ValueError(f"{field}: dtype {value.dtype} does not fit the space's {space.dtype}")
     if isinstance(space, spaces.Discrete) and isinstance(value, np.ndarray):
-        bad = np.flatnonzero((value < space.start) | (value >= space.start + space.n))
-        if bad.size:
-            raise ValueError(f"{field}: env {int(bad[0])} gave {value[bad[0]]}, outside {space}")
+        _check_discrete(space, value, field)
+
+
+def _check_discrete(space: spaces.Discrete, value: np.ndarray, field: str) -> None:
+    lo, hi = space.start, space.start + space.n
+    if value.size and (value.min() < lo or value.max() >= hi):
+        bad = np.flatnonzero((value < lo) | (value >= hi))
+        raise ValueError(f"{field}: env {int(bad[0])} gave {value[bad[0]]}, outside {space}")
 
 
 def _kind(value: Any) -> str:
@@ -59,11 +63,5 @@ def _kind(value: Any) -> str:
         if value.dtype == torch.bool:
             return "b"
         return "f" if value.dtype.is_floating_point else ("i" if value.dtype.is_signed else "u")
-    kind: str = np.asarray(value).dtype.kind
+    kind: str = value.dtype.kind if isinstance(value, np.ndarray) else np.asarray(value).dtype.kind
     return kind
-
-
-def _int_for_float(value: Any, space: spaces.Space) -> bool:
-    """Integer kinds are interchangeable (int/uint); ints may fill float spaces."""
-    kinds = {_kind(value), np.dtype(space.dtype).kind}
-    return kinds <= {"i", "u"} or (kinds <= {"i", "u", "f"} and np.dtype(space.dtype).kind == "f")

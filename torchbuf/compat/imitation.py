@@ -21,6 +21,7 @@ Importing this module without imitation installed raises :class:`ImportError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torchbuf
@@ -78,6 +79,6 @@ class BufferingWrapper(torchbuf.BufferingWrapper):
 
 
 def _to_imitation(
-    trajs: list[torchbuf.TrajectoryWithRew], ep_lens: list[int]
+    trajs: Sequence[torchbuf.TrajectoryWithRew], ep_lens: list[int]
 ) -> tuple[list[types.TrajectoryWithRew], list[int]]:
     return [t.to_imitation() for t in trajs], [int(n) for n in ep_lens]
