@@ -20,15 +20,6 @@ from torchbuf.rollout import generate_trajectories, make_sample_until, rollout_s
 CARTPOLE = gym.make("CartPole-v1")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only contend with the other test worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mlp(device="cpu"):
     return nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2)).to(
         device

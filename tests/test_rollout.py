@@ -22,15 +22,6 @@ IMITATION_STAT_KEYS = {"n_traj"} | {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only contend with the other test worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _schedule_venv(ep_lens_per_env, obs="box"):
     fns = [
         (lambda lens=lens: ScheduleEnv(OBS_SPACES[obs], ACT_SPACES["discrete"], lens, [False] * len(lens)))

@@ -25,15 +25,6 @@ from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_s
 CARTPOLE = gym.make("CartPole-v1")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only contend with the other test worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trajs():
     venv = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
