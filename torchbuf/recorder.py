@@ -16,7 +16,7 @@ from tensordict import TensorDict
 
 from torchbuf.infolog import InfoLog
 from torchbuf.record import StepRecord
-from torchbuf.storage import Segment, SlotStorage
+from torchbuf.storage import Segments, SlotStorage
 from torchbuf.trajectories import Trajectories, pack
 from torchbuf.types import Obs, TrajectoryWithRew, TransitionsWithRew
 
@@ -117,7 +117,7 @@ class Recorder:
         if per_env is not None:
             self._infos.give_back(per_env)
         self.n_transitions = 0
-        return trajs, [s.ep_len for s in segments if s.ep_len]
+        return trajs, segments.ep_len[segments.ep_len > 0].tolist()
 
     def state_dict(self) -> dict[str, Any]:
         """The recorder's state: storage, ``n_transitions`` and the unpopped infos.
@@ -185,17 +185,17 @@ def _transitions(flat: TensorDict, infos: np.ndarray | None) -> TransitionsWithR
 
 
 def _trajectories(
-    segments: list[Segment],
+    segments: Segments,
     obs: Obs,
     steps: TensorDict,
     per_env: list[np.ndarray] | None,
 ) -> Trajectories:
     """Wraps the concatenated segments as trajectories (views of one copy, made on access)."""
-    lengths = [s.last - s.first for s in segments]
+    lengths = segments.last - segments.first
     infos = None
     if per_env is not None:
         infos = []
-        for seg, n in zip(segments, lengths):
-            infos.append(per_env[seg.env][:n])
-            per_env[seg.env] = per_env[seg.env][n:]
-    return pack(obs, steps, lengths, [bool(s.ep_len) for s in segments], infos)
+        for env, n in zip(segments.env.tolist(), lengths.tolist()):
+            infos.append(per_env[env][:n])
+            per_env[env] = per_env[env][n:]
+    return pack(obs, steps, lengths, segments.ep_len > 0, infos)

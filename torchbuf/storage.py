@@ -66,20 +66,23 @@ class _Rows:
 
 
 @dataclass
-class Segment:
-    """A contiguous run of slots of one env, popped as one trajectory.
+class Segments:
+    """Contiguous runs of slots, one per trajectory, env by env in time order.
 
     Attributes:
-        env: The env's index.
-        first: The slot of the segment's first observation.
-        last: The slot of its last observation (``last - first`` actions).
-        ep_len: The full episode length if the segment ends the episode, else 0.
+        env: Each run's env index.
+        first: The slot of each run's first observation.
+        last: The slot of each run's last observation (``last - first`` actions).
+        ep_len: The full episode length where the run ends its episode, else 0.
     """
 
-    env: int
-    first: int
-    last: int
-    ep_len: int
+    env: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    ep_len: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.env)
 
 
 class SlotStorage:
@@ -286,7 +289,7 @@ class SlotStorage:
         self._restart_at_cursor()
         return out
 
-    def take_segments(self, finished_only: bool) -> tuple[list[Segment], Obs, TensorDict]:
+    def take_segments(self, finished_only: bool) -> tuple[Segments, Obs, TensorDict]:
         """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
 
         Reads the marks of the unpopped slots and the cursors to the host: one
@@ -307,10 +310,10 @@ class SlotStorage:
         marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
         host = torch.cat([marks, self._cur[:, None]], 1).cpu().numpy()
         segments, keep_from = self._segments(host[:, :-1], host[:, -1], finished_only)
-        obs_slots = [np.arange(s.first, s.last + 1) + s.env * (self.capacity + 1) for s in segments]
-        act_slots = [np.arange(s.first, s.last) + s.env * (self.capacity + 1) for s in segments]
-        obs = self._take("obs", self._index(obs_slots))
-        steps = self._take_fields(_STEP_FIELDS, self._index(act_slots))
+        start = segments.env * (self.capacity + 1) + segments.first
+        n_acts = segments.last - segments.first
+        obs = self._take("obs", self._index(_ranges(start, n_acts + 1)))
+        steps = self._take_fields(_STEP_FIELDS, self._index(_ranges(start, n_acts)))
         if finished_only:
             self._keep_from(keep_from)
         else:
@@ -320,31 +323,34 @@ class SlotStorage:
     # ------------------------------------------------------------------ helpers
     def _segments(
         self, marks: np.ndarray, cursors: np.ndarray, finished_only: bool
-    ) -> tuple[list[Segment], np.ndarray]:
+    ) -> tuple[Segments, np.ndarray]:
         """Cuts each row's unpopped slots at the episode ends and cuts in ``marks``.
 
+        Vectorised over all rows: a run ends at each mark, the next starts one slot
+        after it; a row's running episode is the run from its last mark to its cursor.
+
         Returns:
-            The segments with at least one action, and per row the slot where the
+            The runs with at least one action, and per row the slot where the
             unpopped rest begins.
         """
-        segments: list[Segment] = []
+        env, end = np.nonzero(marks)  # row-major: env by env, in time order
+        new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
+        first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
         keep_from = np.zeros(self.n_envs, dtype=np.int64)
-        for env in np.flatnonzero(cursors):
-            first, cur = 0, int(cursors[env])
-            for end in np.flatnonzero(marks[env]).tolist():
-                if end > first:
-                    segments.append(Segment(int(env), first, end, max(int(marks[env, end]), 0)))
-                first = end + 1
-            if not finished_only and cur > first:
-                segments.append(Segment(int(env), first, cur, 0))
-            keep_from[env] = first
+        np.maximum.at(keep_from, env, end + 1)  # one past each row's last mark
+        parts = [(env, first, end, np.maximum(marks[env, end], 0))]
+        if not finished_only:
+            rows = np.flatnonzero(cursors > keep_from)
+            parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))
+        env, first, last, ep_len = (np.concatenate(x).astype(np.int64) for x in zip(*parts))
+        order = np.lexsort((first, env))
+        keep = order[last[order] > first[order]]
         if finished_only:
             self.n_unpopped = np.maximum(cursors - keep_from, 0)
             self.counts_exact = True
-        return segments, keep_from
+        return Segments(env[keep], first[keep], last[keep], ep_len[keep]), keep_from
 
-    def _index(self, parts: list[np.ndarray]) -> torch.Tensor:
-        host = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def _index(self, host: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(host, dtype=torch.long, device=self.device)
 
     def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
@@ -506,6 +512,13 @@ class SlotStorage:
         )
         full[:, : data.batch_size[1]] = data.to(self.device)
         return full
+
+
+def _ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(start, length)])``, without the loop."""
+    total = int(length.sum())
+    offsets = np.cumsum(length) - length
+    return np.arange(total) - np.repeat(offsets - start, length)
 
 
 def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:

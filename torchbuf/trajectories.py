@@ -85,7 +85,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
 
 
 def pack(
-    obs: Obs, steps: TensorDict, lengths: list[int], terminal: list[bool], infos: list[np.ndarray] | None
+    obs: Obs, steps: TensorDict, lengths: np.ndarray, terminal: np.ndarray, infos: list[np.ndarray] | None
 ) -> Trajectories:
     """Builds a :class:`Trajectories` from packed fields (see the class)."""
     return Trajectories(
