@@ -64,3 +64,22 @@ def obs_to_numpy(obs: Obs) -> np.ndarray | dict[str, Any]:
     if isinstance(obs, torch.Tensor):
         return obs.detach().cpu().numpy()
     return {k: obs_to_numpy(v) for k, v in obs.items()}  # type: ignore[arg-type]
+
+
+def cast_like(value: Obs, like: Obs) -> Obs:
+    """Casts ``value`` to the dtypes of ``like`` (leaf by leaf for TensorDicts).
+
+    An env may return a final observation of another dtype than its space's (a
+    Python int for a float ``Box``); vector envs cast every other observation into
+    their buffers, so the final one is cast the same way.
+
+    Raises:
+        ValueError: one is a tensor and the other a TensorDict.
+    """
+    if isinstance(value, torch.Tensor) and isinstance(like, torch.Tensor):
+        return value.to(like.dtype)
+    if isinstance(value, torch.Tensor) or isinstance(like, torch.Tensor):
+        raise ValueError("final observation and observation differ in structure")
+    out = value.apply(lambda v, t: v.to(t.dtype), like)
+    assert out is not None
+    return out

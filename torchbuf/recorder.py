@@ -38,6 +38,7 @@ class Recorder:
         self.storage = SlotStorage(n_envs, device, capacity)
         self.n_transitions: int | None = None
         self._infos = InfoLog(n_envs)
+        self._all_ids = np.arange(n_envs)
 
     @property
     def device(self) -> torch.device:
@@ -58,7 +59,7 @@ class Recorder:
     def record(self, rec: StepRecord, infos: Sequence[dict[str, Any]] | None) -> None:
         """Writes one step; ``infos`` holds one dict per env that stepped."""
         self.storage.write(rec)
-        ids = np.arange(self.n_envs) if rec.env_ids is None else rec.env_ids
+        ids = self._all_ids if rec.env_ids is None else rec.env_ids
         rows: np.ndarray | None = None  # positions in the step that made a transition
         if rec.active is not None:
             if rec.active_host is None:

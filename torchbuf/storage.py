@@ -132,7 +132,7 @@ class SlotStorage:
         self.counts_exact = True
         self.n_unpopped[:] = 0
         self._bound[:] = 0
-        _put(self.data["obs"], self._rows, self._cur, obs)
+        self._put("obs", self._base, obs)
 
     def restart(self, obs: Obs, mask: torch.Tensor, env_ids: np.ndarray | None = None) -> None:
         """Starts new episodes in the rows where ``mask`` holds, keeping all data.
@@ -154,7 +154,8 @@ class SlotStorage:
         cut = mask & ~awaiting
         self.data["ep_len"][rows, torch.where(cut, cur, self.capacity)] = -1
         at = cur + cut
-        _put(self.data["obs"], rows, torch.where(mask, at, self.capacity), obs)
+        base = self._base[rows]
+        self._put("obs", torch.where(mask, base + at, base + self.capacity), obs)
         self.data["ep_len"][rows, torch.where(mask, at, self.capacity)] = 0
         self._cur[rows] = at
         self._ep_t[rows] = torch.where(mask, 0, self._ep_t[rows])
@@ -362,8 +363,7 @@ class SlotStorage:
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
-        obs = self.data["obs"]
-        _put(obs, self._rows, torch.zeros_like(self._cur), obs[self._rows, self._cur])
+        self._put("obs", self._base, self._take("obs", self._base + self._cur))
         self.data["ep_len"][:, : int(self._bound.max()) + 2].zero_()
         self._cur.zero_()
         self.n_unpopped[:] = 0
@@ -549,14 +549,6 @@ def _alloc(value: Obs, rows: int, slots: int) -> Obs:
     if isinstance(value, torch.Tensor):
         return torch.zeros((rows, slots, *value.shape[1:]), dtype=value.dtype, device=value.device)
     return value.new_zeros(torch.Size([rows, slots]))
-
-
-def _put(store: Obs, rows: torch.Tensor, cols: torch.Tensor, value: Obs) -> None:
-    if isinstance(store, torch.Tensor):
-        store[rows, cols] = value  # type: ignore[index]
-        return
-    for key, leaf in store.items(True, True):
-        leaf[rows, cols] = value.get(key)  # type: ignore[union-attr]
 
 
 def _where(cond: torch.Tensor, a: Obs, b: Obs) -> Obs:

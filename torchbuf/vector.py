@@ -20,7 +20,8 @@ try:
 except ImportError:  # gymnasium 0.29
     from gymnasium.vector import VectorEnvWrapper as VectorWrapper  # type: ignore[attr-defined,no-redef]
 
-from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, autoreset_mode, final_obs, unknown_like
+from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, final_obs, unknown_like
+from torchbuf.adapters.gymnasium import autoreset_mode as read_autoreset_mode
 from torchbuf.buffering import PopAPI
 from torchbuf.convert import as_tensor, obs_to_tensors
 from torchbuf.record import StepRecord
@@ -70,7 +71,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
     ):
         super().__init__(env)
         self.error_on_premature_reset = error_on_premature_reset
-        self.mode = _mode(env, autoreset_mode)
+        self.mode = read_autoreset_mode(env, autoreset_mode)
         self._device = None if device is None else torch.device(device)
         self._keep_infos, self._capacity = keep_infos, capacity
         self._recorder = Recorder(self.num_envs, self._device or "cpu", keep_infos, capacity)
@@ -282,10 +283,6 @@ def _reset_mask(options: dict[str, Any] | None, n: int) -> Any:
 def _none_ended(dones_host: np.ndarray | None) -> bool:
     """Whether the host knows that no episode ended in the step."""
     return dones_host is not None and not dones_host.any()
-
-
-def _mode(env: VectorEnv, override: str | None) -> Autoreset:
-    return autoreset_mode(env, override)
 
 
 def _env_ids(info: dict[str, Any], n: int) -> np.ndarray | None:

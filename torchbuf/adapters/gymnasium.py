@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from torchbuf.convert import obs_to_tensors, stack_obs
+from torchbuf.convert import cast_like, obs_to_tensors, stack_obs
 from torchbuf.types import Obs
 
 FINAL_KEYS = (("final_obs", "_final_obs"), ("final_observation", "_final_observation"))
@@ -99,11 +99,11 @@ def final_obs(
         return None, None
     value, mask_key = info[keys[0]], keys[1]
     if not (isinstance(value, np.ndarray) and value.dtype == object):
-        return _cast_like(obs_to_tensors(value, _batch(obs), device), obs), None
+        return cast_like(obs_to_tensors(value, _batch(obs), device), obs), None
     rows = np.flatnonzero(np.asarray(info[mask_key], dtype=bool))
     if rows.size == 0:
         return None, None
-    return _cast_like(stack_obs([value[i] for i in rows], device), obs), rows
+    return cast_like(stack_obs([value[i] for i in rows], device), obs), rows
 
 
 def unknown_like(obs: Obs) -> Obs:
@@ -128,14 +128,6 @@ def _missing_value(dtype: torch.dtype) -> float | int | bool:
 
 def _batch(obs: Obs) -> int:
     return int(obs.shape[0]) if isinstance(obs, torch.Tensor) else int(obs.batch_size[0])
-
-
-def _cast_like(value: Obs, like: Obs) -> Obs:
-    if isinstance(value, torch.Tensor) and isinstance(like, torch.Tensor):
-        return value.to(like.dtype)
-    if isinstance(value, torch.Tensor) or isinstance(like, torch.Tensor):
-        raise ValueError("final observation and observation differ in structure")
-    return value.apply(lambda v, t: v.to(t.dtype), like)  # type: ignore[return-value]
 
 
 class BatchedInfos(Sequence[dict[str, Any]]):

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchbuf.convert import as_tensor, obs_to_tensors, stack_obs
+from torchbuf.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
 from torchbuf.record import StepRecord
-from torchbuf.types import Obs
 
 
 def sb3_record(
@@ -52,7 +51,7 @@ def sb3_record(
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
         terminal = stack_obs([infos[env]["terminal_observation"] for env in ended.tolist()], device)
-        final = _cast_like(terminal, obs_t)
+        final = cast_like(terminal, obs_t)
     return StepRecord(
         obs=obs_t,
         acts=as_tensor(acts, device),
@@ -63,18 +62,3 @@ def sb3_record(
         final_rows=ended if final is not None else None,
         dones_host=dones,
     )
-
-
-def _cast_like(value: Obs, like: Obs) -> Obs:
-    """Casts ``value`` to the dtypes of ``like`` (leaf by leaf for TensorDicts).
-
-    An env may return a terminal observation of another dtype than its space's (a
-    Python int for a float ``Box``); the VecEnv casts every other observation into
-    its buffers, so the terminal one is cast the same way.
-    """
-    if isinstance(value, torch.Tensor) or isinstance(like, torch.Tensor):
-        assert isinstance(value, torch.Tensor) and isinstance(like, torch.Tensor)
-        return value.to(like.dtype)
-    for key, leaf in like.items(True, True):
-        value.set(key, value.get(key).to(leaf.dtype))
-    return value
