@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from torchbuf.infolog import object_array
 from torchbuf.types import Obs, Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
 
 TRUNCATED_KEY = "TimeLimit.truncated"
@@ -77,7 +78,7 @@ def trajectory_to_imitation(traj: Trajectory, separator: str = ".") -> Any:
     fields = {
         "obs": obs_to_imitation(traj.obs, separator),
         "acts": _to_numpy(traj.acts),
-        "infos": None if traj.infos is None else _object_array(list(traj.infos)),
+        "infos": None if traj.infos is None else object_array(list(traj.infos)),
         "terminal": bool(traj.terminal),
     }
     if isinstance(traj, TrajectoryWithRew):
@@ -105,7 +106,7 @@ def transitions_to_imitation(trans: Transitions, separator: str = ".") -> Any:
         "acts": _to_numpy(trans.acts),
         "next_obs": obs_to_imitation(trans.next_obs, separator),
         "dones": _to_numpy(trans.dones),
-        "infos": _object_array(infos),
+        "infos": object_array(infos),
     }
     if isinstance(trans, TransitionsWithRew):
         return types.TransitionsWithRew(rews=_to_numpy(trans.rews), **fields)
@@ -133,14 +134,6 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def _object_array(items: list[Any]) -> np.ndarray:
-    """A 1-D object array holding ``items`` as they are (numpy would unpack lists)."""
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
-
-
-# ---------------------------------------------------------------------- inwards
 def from_imitation(
     obj: Any, device: torch.device | str = "cpu", *, separator: str | None = "."
 ) -> TorchbufBatch | list[Trajectory]:
@@ -192,7 +185,7 @@ def trajectory_from_imitation(
     """
     device = torch.device(device)
     n = len(traj.acts)
-    infos = None if traj.infos is None else _object_array(list(traj.infos))
+    infos = None if traj.infos is None else object_array(list(traj.infos))
     dones = np.zeros(n, dtype=bool)
     dones[-1:] = bool(traj.terminal)
     terminated, truncated = _split_dones(dones, infos)
@@ -227,7 +220,7 @@ def transitions_from_imitation(
     """
     device = torch.device(device)
     n = len(trans.acts)
-    infos = _object_array(list(trans.infos))
+    infos = object_array(list(trans.infos))
     dones = np.asarray(trans.dones, dtype=bool)
     terminated, truncated = _split_dones(dones, infos)
     fields: dict[str, Any] = {

@@ -26,6 +26,7 @@ from tensordict import TensorDictBase
 
 from torchbuf.buffering import PopAPI
 from torchbuf.convert import obs_to_numpy, obs_to_tensors
+from torchbuf.infolog import object_array
 from torchbuf.types import Obs, Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
 from torchbuf.vector import VectorBufferingWrapper
 from torchbuf.wrappers import BufferingWrapper
@@ -404,6 +405,4 @@ def _cat_infos(trajectories: Sequence[Trajectory]) -> np.ndarray | None:
     items: list[Any] = []
     for t in trajectories:
         items += list(t.infos) if t.infos is not None else [{}] * len(t)
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
+    return object_array(items)
