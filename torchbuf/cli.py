@@ -1,11 +1,94 @@
-"""The ``torchbuf`` command line."""
+"""The ``torchbuf`` command line.
+
+``torchbuf demo`` runs the main job (:mod:`torchbuf.demo`): scripted-expert episodes
+recorded through torchbuf, behaviour cloning, GAIL, and an evaluation of expert,
+BC, GAIL and random policies; it prints the results table and writes
+``results.json``, ``results.md`` and ``learning_curves.png`` into ``--out``.
+Budgets set to 0 skip a stage (``--bc-epochs 0``, ``--gail-steps 0``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 
-from torchbuf.demo import run_demo
+import torch
+
+from torchbuf.pipeline import BACKENDS, DEFAULT_BUDGETS, ENV_IDS, JobConfig, default_device
+
+__all__ = ["main"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (skip the stage) or a positive integer, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    return text
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: record an expert, BC, GAIL, evaluate; print a table, write a plot and JSON",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--env", choices=ENV_IDS, default="CartPole-v1")
+    demo.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: torch-native env + torchbuf PPO; sb3: SB3 DummyVecEnv + SB3 PPO (default: torch)",
+    )
+    demo.add_argument("--device", type=_device, default=None, help="default: cuda if present, else cpu")
+    demo.add_argument("--n-envs", type=_positive, default=8, help="envs stepped together (default: 8)")
+    demo.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full run per seed (default: 0)")
+    budgets = ", ".join(f"{k}: {dataclasses.asdict(v)}" for k, v in DEFAULT_BUDGETS.items())
+    group = demo.add_argument_group("budgets (per seed; defaults depend on --env)", budgets)
+    group.add_argument("--expert-episodes", type=_positive, help="expert episodes recorded")
+    group.add_argument("--bc-epochs", type=_non_negative, help="BC epochs over them (0 skips BC)")
+    group.add_argument("--gail-steps", type=_non_negative, help="GAIL generator env steps (0 skips GAIL)")
+    group.add_argument("--eval-episodes", type=_positive, help="evaluation episodes per policy")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument(
+        "--threads", type=_positive, default=1, help="torch CPU threads (default 1: small nets run fastest)"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The job that parsed ``torchbuf demo`` arguments describe."""
+    overrides = {
+        name: value
+        for name in ("expert_episodes", "bc_epochs", "gail_steps", "eval_episodes")
+        if (value := getattr(args, name)) is not None
+    }
+    return JobConfig(
+        env_id=args.env,
+        backend=args.backend,
+        device=args.device or default_device(),
+        n_envs=args.n_envs,
+        seeds=tuple(args.seeds),
+        budgets=dataclasses.replace(DEFAULT_BUDGETS[args.env], **overrides),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,14 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    parser = argparse.ArgumentParser(prog="torchbuf", description=__doc__)
+    from torchbuf.demo import run_job
+    from torchbuf.plots import MISSING_MATPLOTLIB
+    from torchbuf.report import results_markdown, write_outputs
+
+    parser = argparse.ArgumentParser(prog="torchbuf", description="torchbuf: a rollout buffer on the device.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="record CartPole through torchbuf and print a summary")
-    demo.add_argument("--n-envs", type=int, default=8)
-    demo.add_argument("--steps", type=int, default=1200)
-    demo.add_argument("--device", default=None, help="storage device (default: cuda if present, else cpu)")
-    demo.add_argument("--seed", type=int, default=0)
+    _demo_parser(sub)
     args = parser.parse_args(argv)
-    summary = run_demo(args.n_envs, args.steps, args.device, args.seed)
-    print("\n".join(summary.lines()))
+    torch.set_num_threads(args.threads)
+    result = run_job(config_from_args(args), progress=not args.no_progress).to_dict()
+    files = write_outputs(result, args.out)
+    print(results_markdown(result))
+    if "plot" not in files:
+        print(MISSING_MATPLOTLIB)
+    print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0

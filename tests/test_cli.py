@@ -1,0 +1,67 @@
+"""``torchbuf demo``: flags reach the job, outputs are written, bad flags fail clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from torchbuf.cli import main
+
+TINY = ["--expert-episodes", "2", "--bc-epochs", "1", "--gail-steps", "0", "--eval-episodes", "2"]
+
+
+def test_demo_prints_table_and_writes_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["demo", "--n-envs", "2", "--seeds", "3", "--out", str(out), "--no-progress", *TINY]) == 0
+    printed = capsys.readouterr().out
+    for row in ("| expert | 500.0 ± 0.0 |", "| BC |", "| GAIL | skipped", "| random |"):
+        assert row in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["seeds"] == [3] and results["config"]["n_envs"] == 2
+    assert results["config"]["budgets"]["expert_episodes"] == 2
+    assert results["seeds"][0]["record"]["transitions"] == 1000
+    assert (out / "results.md").read_text().count("| expert |") == 1
+    assert str(out / "results.json") in printed
+
+
+def test_demo_flags_choose_env_backend_device(tmp_path, capsys):
+    args = ["demo", "--env", "Pendulum-v1", "--backend", "sb3", "--device", "cpu", "--n-envs", "1"]
+    assert main([*args, "--out", str(tmp_path), "--no-progress", *TINY]) == 0
+    config = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert (config["env_id"], config["backend"], config["device"]) == ("Pendulum-v1", "sb3", "cpu")
+    assert "Pendulum-v1, sb3 backend, device cpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--env", "MountainCar-v0"], "argument --env: invalid choice: 'MountainCar-v0'"),
+        (["--backend", "jax"], "argument --backend: invalid choice: 'jax'"),
+        (["--eval-episodes", "0"], "argument --eval-episodes: must be a positive integer, got 0"),
+        (["--n-envs", "-1"], "argument --n-envs: must be a positive integer, got -1"),
+        (["--gail-steps", "-5"], "argument --gail-steps: must be 0 (skip the stage) or a positive integer"),
+        (["--bc-epochs", "two"], "argument --bc-epochs: invalid _non_negative value: 'two'"),
+        (["--device", "tpu9"], "argument --device: 'tpu9' is not a torch device"),
+        (["--seeds"], "argument --seeds: expected at least one argument"),
+    ],
+)
+def test_bad_flags_fail_clearly(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_fails_clearly(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--device", "cuda"])
+    assert "argument --device: 'cuda': CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_no_command_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        main([])
+    assert "required: command" in capsys.readouterr().err

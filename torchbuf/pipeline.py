@@ -1,0 +1,498 @@
+"""The stages of the main job: record an expert, clone it, train GAIL, evaluate.
+
+Each stage is a function of a :class:`JobConfig` and a seed and returns a small
+result record; :mod:`torchbuf.demo` runs them in order for every seed, and
+:mod:`torchbuf.report` turns the records into a table, a JSON file and a plot.
+
+Two backends give the same stages: ``"torch"`` runs the torch-native envs
+(:class:`~torchbuf.envs.TorchCartPole`, :class:`~torchbuf.envs.TorchPendulum`) through
+:class:`~torchbuf.VectorBufferingWrapper` with torchbuf's PPO as GAIL's generator;
+``"sb3"`` runs gymnasium envs in an SB3 ``DummyVecEnv`` through
+:class:`~torchbuf.BufferingWrapper` with SB3's PPO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from tqdm import tqdm
+
+from torchbuf.envs import TorchCartPole, TorchPendulum, TorchVectorEnv
+from torchbuf.experts import EXPERTS
+from torchbuf.learners import BC, BCMetrics
+from torchbuf.loader import TransitionLoader
+from torchbuf.policies import mlp_policy
+from torchbuf.rollout import SampleUntil, generate_trajectories, make_sample_until, rollout_stats
+from torchbuf.types import Obs, TrajectoryWithRew
+from torchbuf.wrappers import BufferingWrapper
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BUDGETS",
+    "ENV_IDS",
+    "BCRun",
+    "Budgets",
+    "Evaluation",
+    "GAILRun",
+    "JobConfig",
+    "Recording",
+    "default_device",
+    "evaluate",
+    "gail_unavailable",
+    "env_spaces",
+    "make_venv",
+    "random_policy",
+    "record_expert",
+    "train_bc",
+    "train_gail",
+]
+
+ENV_IDS = ("CartPole-v1", "Pendulum-v1")
+"""The envs the job knows: each has a scripted expert and a torch-native twin."""
+
+BACKENDS = ("torch", "sb3")
+"""``torch``: torch-native env + torchbuf's PPO; ``sb3``: SB3 ``DummyVecEnv`` + SB3's PPO."""
+
+TORCH_ENVS: dict[str, Callable[..., TorchVectorEnv]] = {
+    "CartPole-v1": TorchCartPole,
+    "Pendulum-v1": TorchPendulum,
+}
+
+Policy = Callable[[Obs], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budgets:
+    """How much work each stage does (per seed).
+
+    Attributes:
+        expert_episodes: Expert episodes recorded for the learners.
+        bc_epochs: Passes of BC over the expert transitions (0 skips BC).
+        bc_batch_size: Transitions per BC batch.
+        bc_lr: BC's Adam learning rate.
+        gail_steps: Generator env steps of GAIL (0 skips GAIL).
+        eval_episodes: Episodes per evaluated policy.
+    """
+
+    expert_episodes: int = 10
+    bc_epochs: int = 40
+    bc_batch_size: int = 64
+    bc_lr: float = 3e-3
+    gail_steps: int = 100_000
+    eval_episodes: int = 50
+
+
+DEFAULT_BUDGETS = {
+    "CartPole-v1": Budgets(),
+    "Pendulum-v1": Budgets(bc_epochs=200, gail_steps=200_000),
+}
+"""Default budgets per env (Pendulum's episodes are 200 steps, CartPole's expert's 500)."""
+
+GAIL_PPO_KWARGS: dict[str, dict[str, Any]] = {"CartPole-v1": {}, "Pendulum-v1": {}}
+"""Generator PPO settings per env, shared by both backends where the names agree."""
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """What the main job runs.
+
+    Args:
+        env_id: One of :data:`ENV_IDS`.
+        backend: One of :data:`BACKENDS`.
+        device: Where storage, learners and (torch backend) the envs live;
+            default :func:`default_device`.
+        n_envs: Envs stepped together in every stage.
+        seeds: One full run (record, BC, GAIL, evaluation) per seed.
+        budgets: Stage budgets; default ``DEFAULT_BUDGETS[env_id]``.
+
+    Raises:
+        ValueError: an unknown env or backend, no seeds, or a budget out of range
+            (the message names the field).
+    """
+
+    env_id: str = "CartPole-v1"
+    backend: str = "torch"
+    device: str = dataclasses.field(default_factory=default_device)
+    n_envs: int = 8
+    seeds: tuple[int, ...] = (0,)
+    budgets: Budgets | None = None
+
+    def __post_init__(self) -> None:
+        if self.env_id not in ENV_IDS:
+            raise ValueError(f"env_id={self.env_id!r} is not one of {ENV_IDS}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        if self.n_envs < 1:
+            raise ValueError(f"n_envs={self.n_envs} must be positive")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if self.budgets is None:
+            object.__setattr__(self, "budgets", DEFAULT_BUDGETS[self.env_id])
+        _check_budgets(self.b)
+
+    @property
+    def b(self) -> Budgets:
+        """The budgets (never ``None`` after construction)."""
+        assert self.budgets is not None
+        return self.budgets
+
+
+def _check_budgets(b: Budgets) -> None:
+    for name in ("expert_episodes", "bc_batch_size", "eval_episodes"):
+        if getattr(b, name) < 1:
+            raise ValueError(f"{name}={getattr(b, name)} must be positive")
+    for name in ("bc_epochs", "gail_steps"):
+        if getattr(b, name) < 0:
+            raise ValueError(f"{name}={getattr(b, name)} must be 0 (skip) or positive")
+    if b.bc_lr <= 0:
+        raise ValueError(f"bc_lr={b.bc_lr} must be positive")
+
+
+# ------------------------------------------------------------------ envs and policies
+def make_venv(config: JobConfig, seed: int) -> TorchVectorEnv | VecEnv:
+    """A fresh vector env of the config's backend (not yet wrapped, not yet reset).
+
+    Args:
+        config: The job.
+        seed: Seeds the torch-native env's generator (an SB3 env is seeded at reset).
+
+    Returns:
+        A torch-native vector env on ``config.device``, or an SB3 ``DummyVecEnv``.
+    """
+    if config.backend == "torch":
+        return TORCH_ENVS[config.env_id](config.n_envs, device=config.device, seed=seed)
+    return DummyVecEnv([functools.partial(gym.make, config.env_id)] * config.n_envs)
+
+
+def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+    """The observation and action space of one env ``env_id`` (the torch twins share them)."""
+    env = gym.make(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def random_policy(action_space: gym.Space, n_envs: int, seed: int) -> Policy:
+    """Uniformly random actions for ``n_envs`` envs, seeded.
+
+    Args:
+        action_space: One env's action space.
+        n_envs: Batch size of each call's actions.
+        seed: Seeds the sampler.
+
+    Returns:
+        A callable from an observation batch (ignored) to a numpy action batch.
+    """
+    space = batch_space(action_space, n_envs)
+    space.seed(seed)
+    return lambda _obs: space.sample()
+
+
+class _Counted:
+    """Counts the calls of a batch policy: env steps = calls x n_envs."""
+
+    def __init__(self, policy: Policy, n_envs: int):
+        self.policy, self.n_envs, self.calls = policy, n_envs, 0
+
+    def __call__(self, obs: Obs) -> Any:
+        self.calls += 1
+        return self.policy(obs)
+
+    @property
+    def env_steps(self) -> int:
+        return self.calls * self.n_envs
+
+
+def _until_with_bar(n_episodes: int, bar: tqdm | None) -> SampleUntil:
+    """``make_sample_until(min_episodes=n_episodes)`` that also moves a progress bar."""
+    until = make_sample_until(min_episodes=n_episodes)
+
+    def check(trajs: Sequence[TrajectoryWithRew]) -> bool:
+        if bar is not None:
+            bar.update(min(len(trajs), n_episodes) - bar.n)
+        return until(trajs)
+
+    return check
+
+
+def _rollouts(
+    policy: Policy, config: JobConfig, seed: int, n_episodes: int, bar: tqdm | None
+) -> tuple[list[TrajectoryWithRew], int, float]:
+    """At least ``n_episodes`` complete episodes of ``policy``, shuffled: (episodes, env steps, seconds).
+
+    imitation's stopping rule lets every env finish its running episode, so there
+    may be up to ``n_envs - 1`` more; they come in a seeded random order.
+    """
+    venv = make_venv(config, seed)
+    counted = _Counted(policy, config.n_envs)
+    start = time.perf_counter()
+    trajs = generate_trajectories(
+        counted,
+        venv,
+        _until_with_bar(n_episodes, bar),
+        seed=seed,
+        device=config.device,
+        rng=np.random.default_rng(seed),
+    )
+    seconds = _synced_seconds(start, config.device)
+    return trajs, counted.env_steps, seconds
+
+
+def _synced_seconds(start: float, device: str) -> float:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ stage results
+@dataclasses.dataclass
+class Recording:
+    """Expert episodes recorded through torchbuf.
+
+    Attributes:
+        trajs: The kept episodes (tensors on the storage device).
+        stats: :func:`~torchbuf.rollout.rollout_stats` of ``trajs``.
+        env_steps: Steps the expert took, every one recorded by the buffer
+            (including episodes not kept and partial episodes at the end).
+        seconds: Wall time of the recording.
+    """
+
+    trajs: list[TrajectoryWithRew]
+    stats: dict[str, float]
+    env_steps: int
+    seconds: float
+
+    @property
+    def transitions(self) -> int:
+        """Transitions in the complete episodes (what the learners get)."""
+        return sum(len(t) for t in self.trajs)
+
+
+@dataclasses.dataclass
+class BCRun:
+    """A trained BC learner and its curve.
+
+    Attributes:
+        learner: The :class:`~torchbuf.learners.BC` learner.
+        epoch_losses: Mean training loss of each epoch.
+        batches: Gradient steps taken.
+        transitions: Transitions seen (batches x batch size).
+        seconds: Wall time of the training.
+    """
+
+    learner: BC
+    epoch_losses: list[float]
+    batches: int
+    transitions: int
+    seconds: float
+
+
+@dataclasses.dataclass
+class GAILRun:
+    """A GAIL run, or why there is none.
+
+    Attributes:
+        status: ``"done"``, ``"skipped"`` (budget 0) or ``"pending"`` (GAIL is
+            not available in this installation).
+        reason: Why the stage did not run (empty when done).
+        learner: The GAIL trainer (``None`` unless done).
+        rounds: Each round's statistics (``gen_timesteps``, ``gen_return_mean``, ...).
+        env_steps: Generator env steps.
+        seconds: Wall time of the training.
+    """
+
+    status: str
+    reason: str = ""
+    learner: Any = None
+    rounds: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    env_steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Episodes of one policy and what they took.
+
+    Attributes:
+        returns: Each episode's return.
+        stats: :func:`~torchbuf.rollout.rollout_stats` of the episodes.
+        env_steps: Env steps taken (all of them recorded by the buffer).
+        seconds: Wall time, policy included.
+    """
+
+    returns: list[float]
+    stats: dict[str, float]
+    env_steps: int
+    seconds: float
+
+
+# ------------------------------------------------------------------ stages
+def record_expert(config: JobConfig, seed: int, bar: tqdm | None = None) -> Recording:
+    """Records ``expert_episodes`` episodes of the scripted expert through torchbuf.
+
+    The env runs until that many episodes are complete and every env has finished
+    the episode it was in (imitation's rule, which favours no episode length);
+    ``expert_episodes`` of them, drawn at random with ``seed``, are kept.
+
+    Args:
+        config: The job.
+        seed: Env seed.
+        bar: A progress bar counting episodes.
+
+    Returns:
+        The recording.
+    """
+    n = config.b.expert_episodes
+    trajs, env_steps, seconds = _rollouts(EXPERTS[config.env_id], config, seed, n, bar)
+    return Recording(trajs[:n], rollout_stats(trajs[:n]), env_steps, seconds)
+
+
+def train_bc(
+    trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int, bar: tqdm | None = None
+) -> BCRun:
+    """Behaviour cloning of the expert's episodes: :func:`mlp_policy` trained by BC.
+
+    Batches come from a :class:`~torchbuf.loader.TransitionLoader` on
+    ``config.device``; the losses stay on the device until the end (one host read).
+
+    Args:
+        trajs: Expert episodes.
+        config: The job (``bc_epochs``, ``bc_batch_size``, ``bc_lr``).
+        seed: Seeds the network's initialisation and the loader's shuffles.
+        bar: A progress bar counting epochs.
+
+    Returns:
+        The trained learner and its per-epoch losses.
+    """
+    b = config.b
+    obs_space, act_space = env_spaces(config.env_id)
+    torch.manual_seed(seed)
+    bc = BC(mlp_policy(obs_space, act_space).to(config.device), optimizer_kwargs={"lr": b.bc_lr})
+    batch_size = min(b.bc_batch_size, sum(len(t) for t in trajs))
+    loader = TransitionLoader(trajs, batch_size, seed=seed, device=config.device, keys=("obs", "acts"))
+    start = time.perf_counter()
+    losses: list[torch.Tensor] = []
+
+    def keep_loss(_i: int, metrics: BCMetrics) -> None:
+        losses.append(metrics.loss.detach())
+
+    for _ in range(b.bc_epochs):
+        bc.train(loader, on_batch_end=keep_loss)
+        if bar is not None:
+            bar.update()
+    curve = torch.stack(losses).reshape(b.bc_epochs, -1).mean(1).cpu().tolist() if losses else []
+    batches = b.bc_epochs * loader.batches_per_epoch
+    return BCRun(bc, curve, batches, batches * batch_size, _synced_seconds(start, config.device))
+
+
+def gail_unavailable() -> str | None:
+    """Why GAIL cannot run in this installation, or ``None`` when it can."""
+    try:
+        from torchbuf.learners import GAIL, PPO  # type: ignore[attr-defined]  # noqa: F401
+    except ImportError:
+        return "torchbuf.learners has no GAIL / PPO in this installation"
+    return None
+
+
+def train_gail(
+    trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int, bar: tqdm | None = None
+) -> GAILRun:
+    """GAIL from the expert's episodes, with the backend's PPO as generator.
+
+    Args:
+        trajs: Expert episodes.
+        config: The job (``gail_steps``).
+        seed: Seeds the env, the generator and the discriminator.
+        bar: A progress bar counting generator env steps.
+
+    Returns:
+        The run; ``status="pending"`` with the reason when GAIL is not installed,
+        ``"skipped"`` when ``gail_steps`` is 0.
+    """
+    if config.b.gail_steps == 0:
+        return GAILRun("skipped", "gail_steps=0")
+    reason = gail_unavailable()
+    if reason is not None:
+        return GAILRun("pending", reason)
+    gail = _make_gail(trajs, config, seed)
+    rounds: list[dict[str, float]] = []
+
+    def on_round(_index: int, stats: Mapping[str, float]) -> None:
+        rounds.append(dict(stats))
+        if bar is not None:
+            bar.update(int(stats["gen_timesteps"]))
+            bar.set_postfix(ret=f"{stats['gen_return_mean']:.1f}")
+
+    start = time.perf_counter()
+    gail.train(config.b.gail_steps, callback=on_round)
+    seconds = _synced_seconds(start, config.device)
+    env_steps = int(sum(r["gen_timesteps"] for r in rounds))
+    return GAILRun("done", learner=gail, rounds=rounds, env_steps=env_steps, seconds=seconds)
+
+
+def _make_gail(trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int) -> Any:
+    from torchbuf.learners import GAIL, PPO  # type: ignore[attr-defined]
+
+    kwargs = GAIL_PPO_KWARGS[config.env_id]
+    venv = make_venv(config, seed)
+    if isinstance(venv, VecEnv):
+        from stable_baselines3 import PPO as SB3PPO
+
+        venv.seed(seed)
+        wrapped = BufferingWrapper(venv, device=config.device)
+        gen = SB3PPO("MlpPolicy", wrapped, seed=seed, device=config.device, verbose=0, **kwargs)
+        return GAIL(trajs, wrapped, gen, seed=seed)
+    return GAIL(trajs, venv, PPO(venv, seed=seed, **kwargs), seed=seed)
+
+
+def evaluate(policy: Policy, config: JobConfig, seed: int, bar: tqdm | None = None) -> Evaluation:
+    """Runs ``eval_episodes`` episodes of ``policy`` on a fresh env, through torchbuf.
+
+    Args:
+        policy: A callable from an observation batch to actions.
+        config: The job (``eval_episodes``).
+        seed: Env seed (use one the training did not).
+        bar: A progress bar counting episodes.
+
+    Returns:
+        The returns, their statistics, env steps and wall time.
+    """
+    trajs, env_steps, seconds = _rollouts(policy, config, seed, config.b.eval_episodes, bar)
+    stats = rollout_stats(trajs)
+    returns = torch.stack([t.rews.sum(dtype=torch.float64) for t in trajs]).cpu().tolist()
+    return Evaluation(returns, stats, env_steps, seconds)
+
+
+def policy_of(learner: Any) -> Policy:
+    """A learner's deterministic policy as a callable on observation batches."""
+    return lambda obs: learner.act(obs)
+
+
+EVAL_SEED_OFFSET = 10_000
+"""Evaluation envs are seeded ``seed + EVAL_SEED_OFFSET``: never the training episodes."""
+
+
+def expert_policy(env_id: str) -> Policy:
+    """The scripted expert of ``env_id``."""
+    return EXPERTS[env_id]
+
+
+def random_policy_for(config: JobConfig, seed: int) -> Policy:
+    """Random actions for the config's env."""
+    return random_policy(env_spaces(config.env_id)[1], config.n_envs, seed)
