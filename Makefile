@@ -40,7 +40,12 @@ test-main: $(VENV)/.ok
 test-compat: $(COMPAT)/.ok
 	$(CPY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
-demo: $(VENV)/.ok
+# The main job (CartPole: expert -> BC -> GAIL -> evaluation); the demo extra adds matplotlib.
+$(VENV)/.demo-ok: $(VENV)/.ok pyproject.toml
+	$(PY) -m pip install -q -e ".[demo]" "$(TORCH)"
+	touch $@
+
+demo: $(VENV)/.demo-ok
 	$(PY) -m torchbuf demo
 
 clean:
