@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import inspect
 import json
 import os
@@ -25,7 +26,16 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from tensordict import TensorDict, TensorDictBase
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, assert_obs_equal, stack_obs
-from torchbuf import BufferingWrapper, Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew, io
+from torchbuf import (
+    BufferingWrapper,
+    Trajectory,
+    TrajectoryWithRew,
+    Transitions,
+    TransitionsWithRew,
+    atomic,
+    io,
+    savedir,
+)
 from torchbuf.convert import obs_to_tensors
 from torchbuf.savedir import CorruptSaveError
 from torchbuf.vector import VectorBufferingWrapper
@@ -356,20 +366,20 @@ def _big_batch(n, value=0.0, width=1):
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import importlib, sys, time
     from pathlib import Path
-    from torchbuf import io, savedir
+    from torchbuf import io
     from tests.test_io import _big_batch
 
     path, signal_file, pause_at, n = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     if pause_at != "none":
-        original = getattr(savedir, pause_at)
+        module, name = pause_at.split(":")
 
         def paused(*args, **kwargs):
             signal_file.touch()  # the writer is inside the save: kill it now
             time.sleep(600)
 
-        setattr(savedir, pause_at, paused)
+        setattr(importlib.import_module(module), name, paused)
     batch = _big_batch(n, value=2.0, width=1024)
     signal_file.with_suffix(".ready").touch()
     io.save(path, batch)
@@ -399,7 +409,7 @@ def _temp_dirs(path):
     return list(Path(path).parent.glob(f".{Path(path).name}.tmp-*"))
 
 
-@pytest.mark.parametrize("pause_at", ["_digest", "_move_in"])
+@pytest.mark.parametrize("pause_at", ["torchbuf.savedir:_digest", "torchbuf.atomic:_move_in"])
 def test_a_writer_killed_mid_save_leaves_the_previous_save_intact(tmp_path, pause_at):
     """``_digest``: files written, none committed; ``_move_in``: the old save already renamed aside."""
     path = tmp_path / "save"
@@ -408,15 +418,17 @@ def test_a_writer_killed_mid_save_leaves_the_previous_save_intact(tmp_path, paus
     proc, signal_file = _start_writer(path, pause_at, 2000)
     _wait_for(proc, signal_file.exists, "the writer paused inside the save")
     assert _temp_dirs(path), "the kill lands while the new save is in its temporary directory"
-    if pause_at == "_move_in":
+    if pause_at.endswith("_move_in"):
         assert not path.exists() and (tmp_path / ".save.old").is_dir()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert _temp_dirs(path), "the killed writer left its temporary directory"
     assert_batches_equal(io.load(path), old)
     new = _big_batch(30, value=3.0)
-    io.save(path, new)  # the next save recovers: the old save is replaced, nothing left aside
+    io.save(path, new)  # the next save recovers: the old save is replaced, nothing left behind
     assert_batches_equal(io.load(path), new)
     assert not (tmp_path / ".save.old").exists()
+    assert not _temp_dirs(path), "the next save removed the killed writer's temporary directory"
 
 
 def test_a_writer_killed_at_any_moment_leaves_one_whole_save(tmp_path):
@@ -434,6 +446,74 @@ def test_a_writer_killed_at_any_moment_leaves_one_whole_save(tmp_path):
         assert_batches_equal(loaded, old)
     else:
         assert bool((loaded.obs == 2.0).all()) and bool((loaded.rews == 2.0).all())
+    io.save(path, old)
+    assert not _temp_dirs(path) and not (tmp_path / ".save.old").exists()
+    assert_batches_equal(io.load(path), old)
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: no process has this id now (until the system reuses it)
+    return proc.pid
+
+
+def test_a_save_removes_only_temporaries_of_writers_that_are_gone(tmp_path):
+    path = tmp_path / "save"
+    host = atomic._host()
+    dead, live = _dead_pid(), os.getpid()
+    stale = [tmp_path / f".save.tmp-{host}-{dead}-abc", tmp_path / f".save.tmp-{host}-{dead}-file"]
+    kept = [
+        tmp_path / f".save.tmp-{host}-{live}-abc",  # a writer that still runs (this process)
+        tmp_path / f".save.tmp-otherhost-{dead}-abc",  # another host's: its process is unknown here
+        tmp_path / ".save.tmp-unnamed",  # not named by torchbuf
+        tmp_path / f".other.tmp-{host}-{dead}-abc",  # another target's
+    ]
+    for p in [stale[0], *kept]:
+        p.mkdir()
+        (p / "part.memmap").write_bytes(b"x")
+    stale[1].write_bytes(b"x")
+    io.save(path, _big_batch(3))
+    assert not any(p.exists() for p in stale)
+    assert all((p / "part.memmap").exists() for p in kept)
+    assert_batches_equal(io.load(path), _big_batch(3))
+
+
+def test_a_full_disk_fails_loudly_and_keeps_the_old_save(tmp_path, monkeypatch):
+    path = tmp_path / "save"
+    old = _big_batch(4, value=1.0)
+    io.save(path, old)
+    real = savedir._digest
+
+    def full(file, sync=False):
+        if file.name == "objects.pkl":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real(file, sync)
+
+    monkeypatch.setattr(savedir, "_digest", full)
+    with pytest.raises(OSError) as err:
+        io.save(path, _big_batch(8))
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert not _temp_dirs(path), "the failed save removed its temporary directory"
+    assert_batches_equal(io.load(path), old)
+
+
+def test_a_full_disk_while_checkpointing_fails_loudly(tmp_path, monkeypatch):
+    venv = BufferingWrapper(_sb3_env("box", "discrete", [([3], [False])] * 2))
+    venv.reset()
+    venv.step(np.zeros(2, dtype=np.int64))
+    io.save_checkpoint(tmp_path / "ck", venv)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(TensorDict, "memmap", full)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint(tmp_path / "ck", venv)
+    monkeypatch.undo()
+    resumed = BufferingWrapper(_sb3_env("box", "discrete", [([3], [False])] * 2))
+    io.load_checkpoint(tmp_path / "ck", resumed)
+    assert resumed.n_transitions == venv.n_transitions == 2
 
 
 @pytest.fixture
@@ -540,3 +620,17 @@ def test_saving_into_a_read_only_directory_raises_and_keeps_the_old_save(tmp_pat
     finally:
         undo()
     assert_batches_equal(io.load(parent / "save"), _big_batch(4, value=1.0))
+
+
+def test_state_dict_restores_a_wrapper_in_memory_and_save_checkpoint_rejects_other_objects(tmp_path):
+    make = lambda: BufferingWrapper(_sb3_env("dict", "discrete", [([2, 3], [False, True])] * 2))  # noqa: E731
+    venv = make()
+    venv.reset()
+    for _ in range(4):
+        venv.step(np.zeros(2, dtype=np.int64))
+    other = make()
+    other.load_state_dict(venv.state_dict())
+    assert other.n_transitions == venv.n_transitions == 8
+    assert_batches_equal(other.pop_transitions(), venv.pop_transitions())
+    with pytest.raises(TypeError, match="BufferingWrapper or VectorBufferingWrapper"):
+        io.save_checkpoint(tmp_path / "ck", venv.venv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -14,11 +15,15 @@ class PopAPI:
     """Counters and pops of imitation's ``BufferingWrapper``, for any wrapper.
 
     A subclass sets ``_recorder`` and ``error_on_premature_reset`` and calls
-    :meth:`_check_premature_reset` before it resets.
+    :meth:`_check_premature_reset` before it resets. For checkpoints it names its
+    kind (``_state_kind``) and saves and restores its own step state
+    (:meth:`_step_state` / :meth:`_load_step_state`).
     """
 
     _recorder: Recorder
     error_on_premature_reset: bool
+    _state_kind: str = "base"
+    num_envs: int
 
     @property
     def error_on_premature_event(self) -> bool:
@@ -91,3 +96,69 @@ class PopAPI:
         """
         if self.error_on_premature_reset and self._recorder.n_transitions:
             raise RuntimeError(f"{name} reset() before samples were accessed")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The unpopped state, to restore into a new wrapper of the same kind.
+
+        Tensors are views of the storage: save or copy them before the next step.
+        :func:`torchbuf.io.save_checkpoint` writes this to disk.
+
+        Returns:
+            A dict with ``kind`` (``"sb3"`` or ``"vector"``), ``n_envs``, ``device``
+            (a string), ``recorder`` (:meth:`Recorder.state_dict`: storage slots,
+            cursors, counts and unpopped infos) and ``step`` (the wrapper's own step
+            state: a ``VectorBufferingWrapper``'s autoreset mode, pending NEXT_STEP
+            resets and envpool actions; empty for a ``BufferingWrapper``).
+
+        Raises:
+            RuntimeError: the wrapper is between two halves of a step (e.g. a
+                ``step_async()`` is pending).
+        """
+        return {
+            "kind": self._state_kind,
+            "n_envs": self.num_envs,
+            "device": str(self.device),
+            "recorder": self._recorder.state_dict(),
+            "step": self._step_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict`, replacing the recorded data.
+
+        The storage goes to this wrapper's device (a ``VectorBufferingWrapper``
+        created without a device takes the state's). The env's own state is not
+        part of it: restore it yourself (see :func:`torchbuf.io.load_checkpoint`).
+
+        Args:
+            state: What :meth:`state_dict` returned (possibly from another process).
+
+        Raises:
+            ValueError: the state does not fit this wrapper (another kind, number
+                of envs or autoreset mode, or infos the wrapper does not keep).
+        """
+        if state["kind"] != self._state_kind:
+            raise ValueError(f"the state is of a {state['kind']!r} wrapper, not {self._state_kind!r}")
+        if int(state["n_envs"]) != self.num_envs:
+            raise ValueError(f"the state holds {state['n_envs']} envs, the wrapper {self.num_envs}")
+        self._check_step_state(state)
+        device = self._restore_device(torch.device(state["device"]))
+        rec = state["recorder"]
+        recorder = Recorder(self.num_envs, device, rec["keep_infos"], int(rec["storage"]["capacity"]))
+        recorder.load_state_dict(rec)
+        self._recorder = recorder
+        self._load_step_state(state["step"], device)
+
+    def _step_state(self) -> dict[str, Any]:
+        """The wrapper's own step state (see :meth:`state_dict`)."""
+        return {}
+
+    def _check_step_state(self, state: dict[str, Any]) -> None:
+        """Raises ``ValueError`` if ``state`` does not fit this wrapper beyond kind and size."""
+
+    def _restore_device(self, saved: torch.device) -> torch.device:
+        """The device a restored storage goes to: this wrapper's."""
+        return self.device
+
+    def _load_step_state(self, step: dict[str, Any], device: torch.device) -> None:
+        """Restores :meth:`_step_state` (tensors go to ``device``)."""

@@ -20,7 +20,6 @@ from tensordict import TensorDict, TensorDictBase
 
 from torchbuf import savedir
 from torchbuf.buffering import PopAPI
-from torchbuf.recorder import Recorder
 from torchbuf.savedir import CorruptSaveError
 from torchbuf.types import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
 
@@ -171,10 +170,11 @@ def _to_device(data: TensorDictBase, device: torch.device) -> TensorDictBase:
 def save_checkpoint(path: PathLike, wrapper: PopAPI) -> None:
     """Saves a buffering wrapper's unpopped state, atomically.
 
-    Saved: the storage slots that hold unpopped data, the per-env cursors, episode
-    step counters and awaiting flags, the host counts, ``n_transitions``, the infos
-    of the unpopped transitions (pickled), and the wrapper's own step state (a
-    ``VectorBufferingWrapper``'s pending NEXT_STEP resets and envpool actions).
+    Saved: what ``wrapper.state_dict()`` returns: the storage slots that hold
+    unpopped data, the per-env cursors, episode step counters and awaiting flags,
+    the host counts, ``n_transitions``, the infos of the unpopped transitions
+    (pickled), and the wrapper's own step state (a ``VectorBufferingWrapper``'s
+    pending NEXT_STEP resets and envpool actions).
 
     The env itself is not saved: see :func:`load_checkpoint`.
 
@@ -188,33 +188,9 @@ def save_checkpoint(path: PathLike, wrapper: PopAPI) -> None:
         RuntimeError: a ``step_async()`` is pending (checkpoint between steps).
         OSError: the parent directory is missing or not writable.
     """
-    kind, host, tensors = _wrapper_state(wrapper)
-    state = wrapper._recorder.state_dict()
-    storage = state["storage"]
-    data = TensorDict(
-        {
-            "cursors": TensorDict(
-                {k: storage[k] for k in ("cur", "ep_t", "awaiting")}, batch_size=[storage["n_envs"]]
-            ),
-            **tensors,
-        },
-        batch_size=[],
-    )
-    if storage["data"] is not None:
-        data["storage"] = storage["data"]
-    meta = {
-        "wrapper": kind,
-        **host,
-        "device": str(wrapper.device),
-        "n_envs": storage["n_envs"],
-        "capacity": storage["capacity"],
-        "counts_exact": storage["counts_exact"],
-        "n_unpopped": storage["n_unpopped"].tolist(),
-        "bound": storage["bound"].tolist(),
-        "n_transitions": state["n_transitions"],
-        "keep_infos": state["keep_infos"],
-    }
-    savedir.write(path, "checkpoint", data, state["infos"], meta)
+    state = _wrapper(wrapper).state_dict()
+    data, infos, meta = _pack_checkpoint(state)
+    savedir.write(path, "checkpoint", data, infos, meta)
 
 
 def load_checkpoint(path: PathLike, wrapper: PopAPI, *, verify: bool = True) -> None:
@@ -238,93 +214,87 @@ def load_checkpoint(path: PathLike, wrapper: PopAPI, *, verify: bool = True) -> 
         verify: Check each file's sha256 (see :func:`load`).
 
     Raises:
+        TypeError: ``wrapper`` is not a buffering wrapper.
         FileNotFoundError: no checkpoint at ``path``.
         CorruptSaveError: a file is missing, truncated or corrupt.
         ValueError: the checkpoint does not fit ``wrapper`` (kind, number of envs,
             autoreset mode, or infos kept by the checkpoint but not by the wrapper).
     """
+    _wrapper(wrapper)
     data, infos, body = savedir.read(path, kind="checkpoint", verify=verify)
-    meta = body["meta"]
-    kind, _, _ = _wrapper_state(wrapper, for_restore=True)
-    _check_fits(meta, kind, wrapper)
-    device = _restore_device(wrapper, meta)
-    recorder = Recorder(meta["n_envs"], device, meta["keep_infos"], meta["capacity"])
-    recorder.load_state_dict(_recorder_state(data, infos, meta))
-    wrapper._recorder = recorder
-    if kind == "vector":
-        _restore_vector(wrapper, data, meta, device)
+    _wrapper(wrapper).load_state_dict(_unpack_checkpoint(data, infos, body["meta"]))
 
 
-def _wrapper_state(wrapper: PopAPI, for_restore: bool = False) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The wrapper's kind, its host state (JSON) and its tensor state."""
-    from torchbuf.vector import VectorBufferingWrapper
-    from torchbuf.wrappers import BufferingWrapper
-
-    if isinstance(wrapper, BufferingWrapper):
-        if wrapper._saved_acts is not None and not for_restore:
-            raise RuntimeError("save_checkpoint: a step_async() is pending; checkpoint between steps")
-        return "sb3", {}, {}
-    if isinstance(wrapper, VectorBufferingWrapper):
-        if for_restore:
-            return "vector", {}, {}
-        host = {
-            "mode": wrapper.mode.value,
-            "started": wrapper._started,
-            "tensor_env": wrapper._tensor_env,
-            "ended_host": wrapper._ended_host.tolist(),
-        }
-        tensors = {k: v for k, v in (("ended", wrapper._ended), ("sent", wrapper._sent)) if v is not None}
-        return "vector", host, {"wrapper": TensorDict(tensors, batch_size=[wrapper.num_envs])}
-    raise TypeError(f"expected a BufferingWrapper or VectorBufferingWrapper, got {type(wrapper).__name__}")
-
-
-def _check_fits(meta: dict[str, Any], kind: str, wrapper: Any) -> None:
-    if meta["wrapper"] != kind:
-        raise ValueError(f"the checkpoint is of a {meta['wrapper']!r} wrapper, not {kind!r}")
-    if meta["n_envs"] != wrapper.num_envs:
-        raise ValueError(f"the checkpoint holds {meta['n_envs']} envs, the wrapper {wrapper.num_envs}")
-    if kind == "vector" and meta["mode"] != wrapper.mode.value:
-        raise ValueError(
-            f"the checkpoint's autoreset mode is {meta['mode']!r}, the wrapper's {wrapper.mode.value!r}"
+def _wrapper(wrapper: Any) -> PopAPI:
+    if not isinstance(wrapper, PopAPI):
+        raise TypeError(
+            f"expected a BufferingWrapper or VectorBufferingWrapper, got {type(wrapper).__name__}"
         )
-    if kind == "vector" and meta["keep_infos"] and not wrapper._keep_infos:
-        raise ValueError("the checkpoint keeps infos: create the wrapper with keep_infos=True")
+    return wrapper
 
 
-def _restore_device(wrapper: Any, meta: dict[str, Any]) -> torch.device:
-    if getattr(wrapper, "_device", "") is None:  # a VectorBufferingWrapper that picks its device
-        return torch.device(meta["device"])
-    return wrapper.device
+# On disk (format version 1): tensors under data/ (``cursors``, ``storage``, and the
+# vector wrapper's ``wrapper/{ended,sent}``), host values in the manifest's metadata.
+_VECTOR_HOST = ("mode", "started", "tensor_env", "ended_host")
+_VECTOR_TENSORS = ("ended", "sent")
+_CURSORS = ("cur", "ep_t", "awaiting")
 
 
-def _recorder_state(data: TensorDictBase, infos: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    cursors = data["cursors"]
-    storage = {
-        "n_envs": meta["n_envs"],
-        "capacity": meta["capacity"],
-        "data": data.get("storage", None),
-        "cur": cursors["cur"],
-        "ep_t": cursors["ep_t"],
-        "awaiting": cursors["awaiting"],
-        "counts_exact": meta["counts_exact"],
-        "n_unpopped": meta["n_unpopped"],
-        "bound": meta["bound"],
+def _pack_checkpoint(state: dict[str, Any]) -> tuple[TensorDict, Any, dict[str, Any]]:
+    """Splits a wrapper's ``state_dict()`` into tensors, pickled infos and JSON metadata."""
+    recorder, step = state["recorder"], state["step"]
+    storage = recorder["storage"]
+    cursors = TensorDict({k: storage[k] for k in _CURSORS}, batch_size=[storage["n_envs"]])
+    data = TensorDict({"cursors": cursors}, batch_size=[])
+    if storage["data"] is not None:
+        data["storage"] = storage["data"]
+    host: dict[str, Any] = {}
+    if state["kind"] == "vector":
+        host = {k: step[k] for k in _VECTOR_HOST}
+        host["ended_host"] = np.asarray(step["ended_host"]).tolist()
+        tensors = {k: step[k] for k in _VECTOR_TENSORS if step[k] is not None}
+        data["wrapper"] = TensorDict(tensors, batch_size=[state["n_envs"]])
+    meta = {
+        "wrapper": state["kind"],
+        **host,
+        "device": state["device"],
+        "n_envs": storage["n_envs"],
+        "capacity": storage["capacity"],
+        "counts_exact": storage["counts_exact"],
+        "n_unpopped": np.asarray(storage["n_unpopped"]).tolist(),
+        "bound": np.asarray(storage["bound"]).tolist(),
+        "n_transitions": recorder["n_transitions"],
+        "keep_infos": recorder["keep_infos"],
     }
-    return {
+    return data, recorder["infos"], meta
+
+
+def _unpack_checkpoint(data: TensorDictBase, infos: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``state_dict()`` that :func:`_pack_checkpoint` split."""
+    storage = {k: data["cursors", k] for k in _CURSORS}
+    storage.update(
+        n_envs=meta["n_envs"],
+        capacity=meta["capacity"],
+        data=data.get("storage", None),
+        counts_exact=meta["counts_exact"],
+        n_unpopped=meta["n_unpopped"],
+        bound=meta["bound"],
+    )
+    step: dict[str, Any] = {}
+    if meta["wrapper"] == "vector":
+        tensors = data.get("wrapper", TensorDict({}, batch_size=[]))
+        step = {k: meta[k] for k in _VECTOR_HOST}
+        step.update({k: tensors.get(k, None) for k in _VECTOR_TENSORS})
+    recorder = {
         "storage": storage,
         "n_transitions": meta["n_transitions"],
         "keep_infos": meta["keep_infos"],
         "infos": infos,
     }
-
-
-def _restore_vector(wrapper: Any, data: TensorDictBase, meta: dict[str, Any], device: torch.device) -> None:
-    state = data["wrapper"]
-    wrapper._device = device
-    wrapper._started = meta["started"]
-    wrapper._tensor_env = meta["tensor_env"]
-    wrapper._ended_host = np.array(meta["ended_host"], dtype=bool)
-    ended = state.get("ended", None)
-    wrapper._ended = None if ended is None else ended.to(device).clone()
-    sent = state.get("sent", None)
-    wrapper._sent = None if sent is None else sent.to(device).clone()
+    return {
+        "kind": meta["wrapper"],
+        "n_envs": meta["n_envs"],
+        "device": meta["device"],
+        "recorder": recorder,
+        "step": step,
+    }

@@ -9,11 +9,12 @@ A save is one directory::
                         tensor, ``meta.json`` per (nested) TensorDict
         objects.pkl     host objects (infos), pickled
 
-Writes are atomic: everything goes into a sibling temporary directory
-(``.<name>.tmp-*``), every file and directory is fsynced, and the directory is
-renamed into place. An existing save is first renamed aside (``.<name>.old``), the
-new one renamed in, and the old one deleted; a crash between the two renames leaves
-the old save aside, where :func:`read` finds it. Reads check the manifest before
+Writes are atomic (:mod:`torchbuf.atomic`): everything goes into a sibling
+temporary directory (``.<name>.tmp-*``), every file and directory is fsynced, and
+the directory is renamed into place. An existing save is first renamed aside
+(``.<name>.old``), the new one renamed in, and the old one deleted; a crash between
+the two renames leaves the old save aside, where :func:`read` finds it. The next
+save to the same path removes what a killed writer left. Reads check the manifest before
 mapping any tensor, so a truncated, corrupt or missing file raises
 :class:`CorruptSaveError` naming it, never returning wrong data.
 """
@@ -25,12 +26,12 @@ import inspect
 import json
 import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tensordict import TensorDict, TensorDictBase
+
+from torchbuf import atomic
 
 FORMAT = "torchbuf"
 FORMAT_VERSION = 1
@@ -59,23 +60,8 @@ def write(path: str | os.PathLike[str], kind: str, data: TensorDictBase, objects
         OSError: the parent directory is missing or not writable (the error
             names ``path``).
     """
-    path = Path(path)
-    tmp = _make_temp(path)
-    try:
-        _write_contents(tmp, kind, data, objects, meta)
-        _commit(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _make_temp(path: Path) -> Path:
-    try:
-        if path.exists() and not path.is_dir():
-            raise FileExistsError(17, "exists and is not a directory")
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    except OSError as err:
-        raise type(err)(err.errno, f"cannot save to {path}: {err.strerror}", str(path)) from err
+    with atomic.replacing_dir(path) as tmp:
+        _write_contents(Path(tmp), kind, data, objects, meta)
 
 
 def _write_contents(tmp: Path, kind: str, data: TensorDictBase, objects: Any, meta: dict) -> None:
@@ -93,8 +79,8 @@ def _write_contents(tmp: Path, kind: str, data: TensorDictBase, objects: Any, me
         f.flush()
         os.fsync(f.fileno())
     for directory in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
-        _fsync_dir(directory)
-    _fsync_dir(tmp)
+        atomic.fsync_dir(directory)
+    atomic.fsync_dir(tmp)
 
 
 def _field_entry(root: Path, leaf: Any) -> dict[str, Any]:
@@ -103,32 +89,6 @@ def _field_entry(root: Path, leaf: Any) -> dict[str, Any]:
         "shape": list(leaf.shape),
         "dtype": str(leaf.dtype),
     }
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    """Renames ``tmp`` to ``path``; an existing save goes aside first, then away."""
-    aside = aside_path(path)
-    if aside.exists() and path.exists():
-        shutil.rmtree(aside)  # left by a crash after an earlier commit: ``path`` is newer
-    if path.exists():
-        _move_aside(path, aside)
-    _move_in(tmp, path)
-    _fsync_dir(path.parent)
-    if aside.exists():
-        shutil.rmtree(aside)
-
-
-def _move_aside(path: Path, aside: Path) -> None:
-    os.rename(path, aside)
-
-
-def _move_in(tmp: Path, path: Path) -> None:
-    os.rename(tmp, path)
-
-
-def aside_path(path: Path) -> Path:
-    """Where an existing save waits while a new one is renamed in."""
-    return path.parent / f".{path.name}.old"
 
 
 # ------------------------------------------------------------------------- reading
@@ -170,7 +130,7 @@ def read(
 def _existing(path: Path) -> Path:
     if path.is_dir():
         return path
-    aside = aside_path(path)
+    aside = atomic.aside_path(path)
     if aside.is_dir():
         return aside  # a crash interrupted a replacement: the previous save is intact
     raise FileNotFoundError(2, "no torchbuf save here", str(path))
@@ -251,14 +211,6 @@ def _digest(file: Path, sync: bool = False) -> dict[str, Any]:
 
 def _text_sha(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _rel(root: Path, file: Path) -> str:

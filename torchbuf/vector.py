@@ -166,6 +166,38 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._record(acts, obs, rews, terminated, truncated, info, env_ids)
         return obs, rews, terminated, truncated, info
 
+    # ------------------------------------------------------------------ checkpoints
+    _state_kind = "vector"
+
+    def _step_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "started": self._started,
+            "tensor_env": self._tensor_env,
+            "ended_host": self._ended_host.copy(),
+            "ended": self._ended,
+            "sent": self._sent,
+        }
+
+    def _check_step_state(self, state: dict[str, Any]) -> None:
+        mode = state["step"]["mode"]
+        if mode != self.mode.value:
+            raise ValueError(f"the state's autoreset mode is {mode!r}, the wrapper's {self.mode.value!r}")
+        if state["recorder"]["keep_infos"] and not self._keep_infos:
+            raise ValueError("the state keeps infos: create the wrapper with keep_infos=True")
+
+    def _restore_device(self, saved: torch.device) -> torch.device:
+        if self._device is None:  # no device named: take the state's, as the first reset would
+            self._device = saved
+        return self._device
+
+    def _load_step_state(self, step: dict[str, Any], device: torch.device) -> None:
+        self._started = bool(step["started"])
+        self._tensor_env = bool(step["tensor_env"])
+        self._ended_host = np.array(step["ended_host"], dtype=bool)
+        self._ended = None if step["ended"] is None else step["ended"].to(device).clone()
+        self._sent = None if step["sent"] is None else step["sent"].to(device).clone()
+
     # ------------------------------------------------------------------ recording
     def _start(self, obs: Any, awaiting: bool = False) -> None:
         if self._device is None:

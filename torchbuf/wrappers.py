@@ -66,6 +66,13 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self._recorder = Recorder(venv.num_envs, device, keep_infos, capacity)
         self._saved_acts: Any = None
 
+    _state_kind = "sb3"
+
+    def _step_state(self) -> dict[str, Any]:
+        if self._saved_acts is not None:
+            raise RuntimeError("BufferingWrapper: a step_async() is pending; save the state between steps")
+        return {}
+
     def reset(self, **kwargs: Any) -> VecEnvObs:
         """Resets all envs; discards data not yet popped.
 
