@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.run            # full grid (about 15 minutes on 2 CPU cores)
     python -m benchmarks.run --quick    # smoke run (under 2 minutes)
     python -m benchmarks.run --device cuda --out /somewhere
+    python -m benchmarks.run --sections bc   # rerun one section, keep the others of --out
 
 Step times come from ``torch.utils.benchmark.Timer`` (``timeit`` over one window of
 steps between two pops; each window adds the Timer's own warm-up steps). Pops consume
@@ -32,6 +33,7 @@ import torch
 from torch.utils.benchmark import Compare, Measurement, Timer
 from torch.utils.benchmark.utils.common import TaskSpec
 
+from benchmarks.bc import bc_rows
 from benchmarks.envs import OBS_KINDS, make_env, raw_obs_bytes
 from benchmarks.peers import PEERS, available, make_peer
 
@@ -291,6 +293,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="storage device of the peers that have one")
     p.add_argument("--out", default="docs", help="folder for benchmarks.json/.md and img/*.png")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="sections to run; the others are kept from --out's benchmarks.json (default: all)",
+    )
     args = p.parse_args(argv)
     full = not args.quick
     args.n_envs = N_ENVS if full else (8, 256)
@@ -301,7 +310,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.pop_reps = 3 if full else 1
     args.pop_n_envs = 256 if full else 8
     args.pop_steps = (10, 100, 1000) if full else (10,)
+    args.bc_episodes = 10
+    args.bc_batch_sizes = (32, 256) if full else (32,)
+    args.bc_min_time = 2.0 if full else 0.05
     return args
+
+
+SECTIONS = ("steps", "pops", "storage", "bc")
+"""The parts of a run, in the order they run."""
+
+
+def run_sections(args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, Any]:
+    """Runs the chosen sections; returns their results (with ``Measurement`` objects)."""
+    runners: dict[str, Callable[[argparse.Namespace, dict[str, str]], Any]] = {
+        "steps": step_grid,
+        "pops": pop_grid,
+        "storage": storage_rows,
+        "bc": bc_rows,
+    }
+    return {name: runners[name](args, skipped) for name in SECTIONS if name in args.sections}
+
+
+def _without_measurements(section: Any) -> Any:
+    if isinstance(section, list):
+        return [_without_measurements(r) for r in section]
+    if isinstance(section, dict):
+        return {k: _without_measurements(v) for k, v in section.items() if k != "measurement"}
+    return section
+
+
+def _measurements(sections: dict[str, Any]) -> list[Measurement]:
+    rows = [*sections.get("steps", []), *sections.get("pops", []), *sections.get("bc", {}).get("rows", [])]
+    return [r["measurement"] for r in rows]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -315,26 +355,43 @@ def main(argv: list[str] | None = None) -> None:
     if args.device != "cpu":
         skipped.setdefault("imitation", "imitation records numpy arrays on the host only")
     started = time.perf_counter()
-    steps = step_grid(args, skipped)
-    pops = pop_grid(args, skipped)
-    storage = storage_rows(args, skipped)
-    Compare([r["measurement"] for r in steps + pops]).print()
-    results = {
+    sections = run_sections(args, skipped)
+    Compare(_measurements(sections)).print()
+    fresh = {
         "machine": machine(),
         "device": args.device,
         "threads": args.threads,
         "quick": args.quick,
         "unavailable": skipped,
-        "steps": [{k: v for k, v in r.items() if k != "measurement"} for r in steps],
-        "pops": [{k: v for k, v in r.items() if k != "measurement"} for r in pops],
-        "storage": storage,
+        **{name: _without_measurements(value) for name, value in sections.items()},
         "seconds": time.perf_counter() - started,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = _merged(out / "benchmarks.json", fresh, args.sections)
     write_report(results, out)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1))
-    print(f"wrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'} in {results['seconds']:.0f} s")
+    print(f"wrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'} in {fresh['seconds']:.0f} s")
+
+
+def _merged(path: Path, fresh: dict[str, Any], sections: list[str]) -> dict[str, Any]:
+    """``fresh`` when every section ran; else the saved results with the rerun sections replaced.
+
+    A partial rerun records its own machine, date and run time under
+    ``"reruns"``, so the report can say which sections are newer.
+    """
+    if set(sections) == set(SECTIONS):
+        return fresh
+    if not path.exists():
+        raise SystemExit(f"--sections {' '.join(sections)} updates {path}, which is missing: run all first")
+    results = json.loads(path.read_text())
+    for name in sections:
+        results[name] = fresh[name]
+    results["unavailable"] = {**results.get("unavailable", {}), **fresh["unavailable"]}
+    reruns = {k: v for k, v in results.get("reruns", {}).items() if k not in sections}
+    info = {k: fresh[k] for k in ("machine", "quick", "seconds")}
+    results["reruns"] = {**reruns, **{name: info for name in sections}}
+    return results
 
 
 if __name__ == "__main__":
