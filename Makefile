@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat demo bench bench-quick clean
+.PHONY: test lint typecheck test-main test-compat demo docs bench bench-quick clean
 
 test: lint typecheck test-main test-compat
 
@@ -47,6 +47,15 @@ $(VENV)/.demo-ok: $(VENV)/.ok pyproject.toml
 
 demo: $(VENV)/.demo-ok
 	$(PY) -m torchbuf demo
+
+# The documentation site (docs/_build/html), built from scratch with warnings as errors.
+$(VENV)/.docs-ok: $(VENV)/.ok pyproject.toml
+	$(PY) -m pip install -q -e ".[docs]" "$(TORCH)"
+	touch $@
+
+docs: $(VENV)/.docs-ok
+	rm -rf docs/_build
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache

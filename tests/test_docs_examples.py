@@ -1,24 +1,62 @@
-"""Every Python block of the README and docs/ runs as written."""
+"""Every Python block of the README and docs/ runs as written.
+
+A block that needs a particular version of a package starts with one or more lines
+``# requires: <requirement>`` (e.g. ``# requires: gymnasium>=1.0``); it is skipped,
+saying why, where the installed version does not satisfy them.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCKS = [
     pytest.param(code, id=f"{path.name}:{i}")
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for path in PAGES
     for i, code in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S))
 ]
+REQUIRES = re.compile(r"# requires: (.+)")
+
+
+def unmet_requirements(code: str) -> list[str]:
+    """The ``# requires:`` lines at the top of ``code`` that the installed packages fail."""
+    unmet = []
+    for line in code.splitlines():
+        match = REQUIRES.fullmatch(line.strip())
+        if match is None:
+            break
+        req = Requirement(match.group(1))
+        try:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or not req.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{req} (installed: {installed})")
+    return unmet
 
 
 @pytest.mark.parametrize("code", BLOCKS)
 def test_example_runs(code):
+    unmet = unmet_requirements(code)
+    if unmet:
+        pytest.skip("the example needs " + ", ".join(unmet))
     exec(compile(code, "<example>", "exec"), {})
 
 
 def test_examples_were_found():
     assert len(BLOCKS) >= 2
+
+
+def test_requirements_are_read():
+    assert unmet_requirements("# requires: pytest>=1\nx = 1\n") == []
+    assert unmet_requirements("# requires: pytest<1\n") == [f"pytest<1 (installed: {pytest.__version__})"]
+    assert unmet_requirements("x = 1\n# requires: pytest<1\n") == []  # only the leading lines
+    assert unmet_requirements("# requires: no-such-package-xyz\n") == [
+        "no-such-package-xyz (installed: None)"
+    ]

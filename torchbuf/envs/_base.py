@@ -31,14 +31,15 @@ class TorchVectorEnv(gymnasium.vector.VectorEnv):
     Subclasses define the reset bounds and three pure functions of tensors:
     ``_check_actions``, ``_dynamics`` and ``_observe``.
 
-    Step outputs (``N = num_envs``):
-        obs: float32, shape ``(N,) + single_observation_space.shape``; for an env whose
-            episode ended on this step it is already the first obs of the next episode.
-        rewards: float32, shape ``(N,)``.
-        terminated, truncated: bool, shape ``(N,)``.
-        info: ``{"final_obs": obs-shaped float32, "_final_obs": bool (N,)}``. Rows where
-            ``_final_obs`` is True hold the true last observation of the ended episode; the
-            other rows hold the current obs and carry no meaning. Both keys are always present.
+    ``step`` returns, with ``N = num_envs``:
+
+    - ``obs``: float32, shape ``(N,) + single_observation_space.shape``; for an env whose
+      episode ended on this step it is already the first obs of the next episode.
+    - ``rewards``: float32, shape ``(N,)``.
+    - ``terminated``, ``truncated``: bool, shape ``(N,)``.
+    - ``info``: ``{"final_obs": obs-shaped float32, "_final_obs": bool (N,)}``. Rows where
+      ``_final_obs`` is True hold the true last observation of the ended episode; the
+      other rows hold the current obs and carry no meaning. Both keys are always present.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AUTORESET_MODE, "render_modes": []}
