@@ -69,11 +69,11 @@ class PopAPI:
         """Pops recorded trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
-            ``(trajs, ep_lens)``: fragments of everything recorded since the last
-            pop, as a :class:`~torchbuf.trajectories.Trajectories` sequence. They
-            may miss initial states (an earlier pop took them) and terminal states
-            (episode still running). ``ep_lens`` holds the full lengths of the
-            episodes completed since the last pop.
+            A tuple ``(trajs, ep_lens)`` where ``trajs`` holds fragments of everything
+            recorded since the last pop, as a :class:`~torchbuf.trajectories.Trajectories`
+            sequence. They may miss initial states (an earlier pop took them) and
+            terminal states (episode still running). ``ep_lens`` holds the full
+            lengths of the episodes completed since the last pop.
         """
         return self._recorder.pop_trajectories()
 
@@ -81,10 +81,12 @@ class PopAPI:
         """Pops recorded complete trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
-            ``(trajs, ep_lens)``: trajectories ending in a terminal state (possibly
-            missing initial states popped earlier), and fragments of episodes that
-            a partial reset abandoned (``terminal=False``: they can never end).
-            Running episodes stay recorded and come out of a later pop.
+            A tuple ``(trajs, ep_lens)`` where ``trajs`` holds the trajectories ending
+            in a terminal state (possibly missing initial states popped earlier) and
+            the fragments of episodes that a partial reset abandoned
+            (``terminal=False``, as they can never end), and ``ep_lens`` the lengths
+            of the episodes completed since the last pop. Running episodes stay
+            recorded and come out of a later pop.
         """
         return self._recorder.pop_trajectories(finished_only=True)
 

@@ -105,9 +105,9 @@ class Recorder:
             finished_only: Pop completed episodes only; running ones stay recorded.
 
         Returns:
-            ``(trajs, ep_lens)``: ``trajs`` a :class:`~torchbuf.trajectories.Trajectories`
-            sequence (each trajectory is made when read), ``([], [])`` when nothing
-            is unpopped.
+            A tuple ``(trajs, ep_lens)`` with ``trajs`` a
+            :class:`~torchbuf.trajectories.Trajectories` sequence (each trajectory is
+            made when read), or ``([], [])`` when nothing is unpopped.
         """
         if self.n_unpopped == 0:
             self.n_transitions = 0

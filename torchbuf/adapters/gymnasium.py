@@ -89,7 +89,7 @@ def final_obs(
         device: Storage device.
 
     Returns:
-        ``(final, rows)``: the ended rows' final observations and their host
+        A tuple ``(final, rows)`` of the ended rows' final observations and their host
         positions (per-env object arrays), or the env's full batch and ``None``
         (full-batch tensors, read where episodes ended), or ``(None, None)`` when the
         info carries no final observation.

@@ -60,8 +60,9 @@ class BufferingWrapper(torchbuf.BufferingWrapper):
         """Pops recorded trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
-            ``(trajs, ep_lens)`` as :meth:`torchbuf.BufferingWrapper.pop_trajectories`,
-            with trajectories as imitation's ``TrajectoryWithRew`` and ``ep_lens`` a list of ints.
+            A tuple ``(trajs, ep_lens)`` as :meth:`torchbuf.BufferingWrapper.pop_trajectories`
+            returns, with trajectories as imitation's ``TrajectoryWithRew`` and ``ep_lens`` a
+            list of ints.
         """
         return _to_imitation(*super().pop_trajectories())
 
@@ -71,8 +72,8 @@ class BufferingWrapper(torchbuf.BufferingWrapper):
         """Pops recorded complete trajectories ``trajs`` and episode lengths ``ep_lens``.
 
         Returns:
-            ``(trajs, ep_lens)`` as
-            :meth:`torchbuf.BufferingWrapper.pop_finished_trajectories`, with
+            A tuple ``(trajs, ep_lens)`` as
+            :meth:`torchbuf.BufferingWrapper.pop_finished_trajectories` returns, with
             trajectories as imitation's ``TrajectoryWithRew`` and ``ep_lens`` a list of ints.
         """
         return _to_imitation(*super().pop_finished_trajectories())
