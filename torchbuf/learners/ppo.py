@@ -213,6 +213,8 @@ class PPO:
         )
         self._episodes = _EpisodeStats(self.num_envs, self.device)
         self._obs: torch.Tensor | None = None
+        self.last_stats: dict[str, torch.Tensor] = {}
+        """The statistics of the last iteration, as tensors on the device (see :meth:`learn`)."""
 
     def set_env(self, env: gym.vector.VectorEnv) -> None:
         """Trains on ``env`` from now on (reset at the next :meth:`learn`), as SB3's ``set_env``.
@@ -273,10 +275,10 @@ class PPO:
         per_rollout = self.n_steps * self.num_envs
         for _ in range(max(1, -(-total_timesteps // per_rollout))):
             episodes = self._collect(reward_fn)
-            losses = self._update()
+            self.last_stats = {**episodes, **self._update()}
             self.num_timesteps += per_rollout
             if callback is not None:
-                callback(_stats_to_floats(episodes, losses, self.num_timesteps))
+                callback(_stats_to_floats(self.last_stats, self.num_timesteps))
         return self
 
     # ------------------------------------------------------------------ rollout
@@ -421,13 +423,10 @@ class _EpisodeStats:
         return {"ep_return_mean": ret_sum / count, "ep_len_mean": len_sum / count, "n_episodes": count}
 
 
-def _stats_to_floats(
-    episodes: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], num_timesteps: int
-) -> dict[str, float]:
+def _stats_to_floats(stats: dict[str, torch.Tensor], num_timesteps: int) -> dict[str, float]:
     """Reads every statistic to the host at once (one sync on an accelerator)."""
-    merged = {**episodes, **losses}
-    values = torch.stack([v.detach().double().reshape(()) for v in merged.values()]).cpu().tolist()
-    return {**dict(zip(merged, values, strict=True)), "num_timesteps": float(num_timesteps)}
+    values = torch.stack([v.detach().double().reshape(()) for v in stats.values()]).cpu().tolist()
+    return {**dict(zip(stats, values, strict=True)), "num_timesteps": float(num_timesteps)}
 
 
 def _final_obs(info: Mapping[str, Any], next_obs: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
