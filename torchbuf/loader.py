@@ -91,16 +91,21 @@ class TransitionLoader:
             raise ValueError(f"epochs={epochs} must be positive, or None for an endless loader")
         self.data = _fields(transitions, keys, device)
         self.n = _common_length(self.data)
-        if self.n == 0 or (drop_last and self.n < batch_size):
-            raise ValueError(f"{self.n} transitions are fewer than a batch of {batch_size}")
         self.batch_size, self.shuffle, self.drop_last, self.epochs = batch_size, shuffle, drop_last, epochs
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{self.epoch_length} transitions are fewer than a batch of {batch_size}")
         self.device = _device_of(next(iter(self.data.values())))
         self.generator = generator if generator is not None else _generator(self.device, seed)
 
     @property
+    def epoch_length(self) -> int:
+        """Transitions one epoch yields (before ``drop_last``)."""
+        return self.n
+
+    @property
     def batches_per_epoch(self) -> int:
         """Batches in one epoch."""
-        full, rest = divmod(self.n, self.batch_size)
+        full, rest = divmod(self.epoch_length, self.batch_size)
         return full + int(bool(rest) and not self.drop_last)
 
     def __len__(self) -> int:
@@ -117,20 +122,21 @@ class TransitionLoader:
         """Yields the batches of ``epochs`` epochs (forever with ``epochs=None``)."""
         epoch = 0
         while self.epochs is None or epoch < self.epochs:
-            yield from self._epoch()
+            yield from self._epoch(epoch)
             epoch += 1
 
-    def _epoch(self) -> Iterator[Batch]:
-        order = self._order()
+    def _epoch(self, epoch: int) -> Iterator[Batch]:
+        order = self._order(epoch)
         for b in range(self.batches_per_epoch):
-            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
+            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, self.epoch_length)
             if order is None:
                 yield {k: v[start:stop] for k, v in self.data.items()}
             else:
                 idx = order[start:stop]
                 yield {k: _take(v, idx) for k, v in self.data.items()}
 
-    def _order(self) -> torch.Tensor | None:
+    def _order(self, epoch: int) -> torch.Tensor | None:
+        """The indices of epoch ``epoch`` of a pass, or ``None`` for the data's order."""
         if not self.shuffle:
             return None
         return torch.randperm(self.n, generator=self.generator, device=self.device)

@@ -47,6 +47,11 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         self._act_start = np.concatenate([[0], np.cumsum(lengths)])
         self._obs_start = self._act_start + np.arange(len(lengths) + 1)
 
+    @property
+    def infos(self) -> list[np.ndarray] | None:
+        """Per trajectory, its info dicts (object array), or ``None`` when not kept."""
+        return self._infos
+
     def __len__(self) -> int:
         return len(self.lengths)
 
