@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, assert_obs_equal
-from torchbuf import BufferingWrapper, TransitionsWithRew, VectorBufferingWrapper
+from torchbuf import BufferingWrapper, TransitionsWithRew, VectorBufferingWrapper, cli
 from torchbuf.distributed import (
     CollectiveError,
     all_gather_trajectories,
@@ -474,3 +474,12 @@ def test_the_job_runs_as_one_process_without_torchrun(monkeypatch):
     summary = run_ddp_bc(DDPBCConfig(envs="sb3", n_envs=2, steps=20, batch_size=8, epochs=1, eval_episodes=1))
     assert summary.world_size == 1 and summary.transitions == [40] and summary.batches == 5
     assert not dist.is_initialized()
+
+
+def test_the_command_line_runs_the_job(monkeypatch, capsys):
+    monkeypatch.delenv("RANK", raising=False)
+    assert (
+        cli.main(["ddp-bc", "--n-envs", "2", "--steps", "10", "--batch-size", "4", "--eval-episodes", "1"])
+        == 0
+    )
+    assert "transitions per rank     [20]" in capsys.readouterr().out

@@ -101,13 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status.
     """
     from torchbuf.demo import run_job
+    from torchbuf.distributed.job import add_parser as add_ddp_bc_parser
     from torchbuf.plots import MISSING_MATPLOTLIB
     from torchbuf.report import results_markdown, write_outputs
 
     parser = argparse.ArgumentParser(prog="torchbuf", description="torchbuf: a rollout buffer on the device.")
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
+    add_ddp_bc_parser(sub)  # torchrun --nproc_per_node=N --no-python torchbuf ddp-bc ...
     args = parser.parse_args(argv)
+    if args.command == "ddp-bc":
+        return int(args.run(args))
     torch.set_num_threads(args.threads)
     result = run_job(config_from_args(args), progress=not args.no_progress).to_dict()
     files = write_outputs(result, args.out)

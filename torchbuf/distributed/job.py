@@ -219,8 +219,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     defaults = DDPBCConfig()
     parser.add_argument("--envs", choices=ENVS, default=defaults.envs, help="torch-native or SB3 CartPole")
-    for name in ("n_envs", "steps", "batch_size", "epochs", "eval_episodes", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    helps = {
+        "n_envs": "envs per rank",
+        "steps": "steps recorded per rank",
+        "batch_size": "transitions per BC batch per rank",
+        "epochs": "BC epochs over the gathered transitions",
+        "eval_episodes": "evaluation episodes per rank",
+        "seed": "the job's seed (rank r's envs: seed + r * n_envs)",
+    }
+    for name, text in helps.items():
+        default = getattr(defaults, name)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=default, help=f"{text} ({default})"
+        )
     parser.add_argument(
         "--dist-backend", choices=("gloo", "nccl"), default=None, help="default: nccl with CUDA"
     )
