@@ -21,9 +21,10 @@ def policy_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each policy's evaluation pooled over the seeds.
 
     Returns:
-        ``{policy: {"return_mean", "return_std", "episodes", "env_steps", "seconds",
-        "transitions_per_s", "seed_means"}}``; a policy that was not evaluated has
-        ``{"missing": why}`` instead.
+        A mapping from each policy's name to its pooled evaluation, a dict with keys
+        ``return_mean``, ``return_std``, ``episodes``, ``env_steps``, ``seconds``,
+        ``transitions_per_s`` and ``seed_means``; a policy that was not evaluated
+        maps to ``{"missing": why}`` instead.
     """
     rows: dict[str, dict[str, Any]] = {}
     for name in POLICIES:
