@@ -17,7 +17,7 @@ $(VENV)/.ok: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,lint,envpool]"
+	$(PY) -m pip install -q -e ".[test,lint,envpool,minari]"
 	touch $@
 
 $(COMPAT)/.ok: pyproject.toml

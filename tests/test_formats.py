@@ -1,0 +1,46 @@
+"""torchbuf.formats without its optional dependencies: importable, and a clear ImportError on use."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from torchbuf import TrajectoryWithRew
+from torchbuf.formats import load_imitation, load_minari, save_imitation, save_minari
+
+
+def _traj():
+    return TrajectoryWithRew(
+        obs=torch.zeros(3, 2),
+        acts=torch.zeros(2, dtype=torch.long),
+        rews=torch.zeros(2),
+        terminated=torch.tensor([False, True]),
+        truncated=torch.zeros(2, dtype=torch.bool),
+        batch_size=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("missing", "call", "extra"),
+    [
+        (
+            ["imitation", "imitation.data", "imitation.data.types"],
+            lambda p: save_imitation(p, [_traj()]),
+            "imitation",
+        ),
+        (
+            ["imitation", "imitation.data", "imitation.data.serialize"],
+            lambda p: load_imitation(p),
+            "imitation",
+        ),
+        (["minari"], lambda p: save_minari("x/y-v0", [_traj()]), "minari"),
+        (["minari"], lambda p: load_minari("x/y-v0"), "minari"),
+    ],
+)
+def test_a_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch, missing, call, extra):
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # makes ``import name`` raise ImportError
+    with pytest.raises(ImportError, match=rf"pip install 'torchbuf\[{extra}\]'"):
+        call(tmp_path / "x")

@@ -1,0 +1,19 @@
+"""Other tools' on-disk formats: imitation's trajectory files and Minari datasets.
+
+- :func:`save_imitation` / :func:`load_imitation`: imitation's HuggingFace
+  ``datasets`` directories (``imitation.data.serialize.save``) and its legacy npz
+  and pickle files, read back through ``imitation.data.serialize.load``
+  (``pip install 'torchbuf[imitation]'``).
+- :func:`save_minari` / :func:`load_minari`: Minari datasets, read back through
+  ``minari.load_dataset`` (``pip install 'torchbuf[minari]'``).
+
+Neither dependency is needed to import this package: each is imported on first use,
+and a missing one raises an :class:`ImportError` that names the extra to install.
+What each format can carry, and what it refuses, is listed in ``docs/io.md``.
+torchbuf's own format (:mod:`torchbuf.io`) carries everything.
+"""
+
+from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
+from torchbuf.formats.minari_datasets import load_minari, save_minari
+
+__all__ = ["IMITATION_FORMATS", "load_imitation", "load_minari", "save_imitation", "save_minari"]

@@ -1,0 +1,235 @@
+"""imitation's trajectory files: its HuggingFace ``datasets`` directories and legacy files.
+
+Three formats, all read back by imitation 1.0.1's ``imitation.data.serialize.load``
+(which tells them apart itself):
+
+- ``"datasets"``: a directory written by ``imitation.data.serialize.save`` (a
+  HuggingFace ``datasets.Dataset``; infos jsonpickled). imitation's own loader
+  returns every number as int64 / float64; :func:`load_imitation` restores the
+  dtypes the dataset's features record (uint8 images stay uint8).
+- ``"npz"``: the single ``.npz`` file of older imitation releases
+  (``np.savez_compressed`` of the concatenated ``obs``, ``acts``, ``infos``,
+  ``rews``, the ``terminal`` flags and the split ``indices``).
+- ``"pickle"``: the oldest one, a pickled list of imitation ``Trajectory`` objects.
+  The only one of the three that holds dict observations (as imitation's
+  ``DictObs``, nested keys joined with ``"."``).
+
+imitation keeps no ``terminated`` / ``truncated``: a trajectory ends with
+``terminal`` only. On the way out, a truncated end is recorded as SB3 does it, with
+``info["TimeLimit.truncated"] = True`` on the last step (added to a copy of that
+info where missing); on the way in, a terminal trajectory's last step is truncated
+where its info says so and terminated otherwise (see :mod:`torchbuf.interop`).
+Trajectories that this cannot express exactly are refused with a ``ValueError``
+(see :func:`torchbuf.formats.ends.check_end`).
+
+Loading a pickle or npz file unpickles it: load only files you trust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pickle
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchbuf import atomic
+from torchbuf.formats.ends import check_end, host_flags, is_dict
+from torchbuf.interop import TRUNCATED_KEY, trajectory_from_imitation, trajectory_to_imitation
+from torchbuf.types import Trajectory
+
+IMITATION_FORMATS = ("datasets", "npz", "pickle")
+"""The formats :func:`save_imitation` writes."""
+
+_SEPARATOR = "."  # nested dict observation keys, joined in imitation's flat DictObs
+PathLike = str | os.PathLike[str]
+
+
+def save_imitation(path: PathLike, trajs: Sequence[Trajectory], format: str = "datasets") -> None:
+    """Saves trajectories in one of imitation's formats, atomically.
+
+    Args:
+        path: A directory for ``"datasets"``, a file for ``"npz"`` / ``"pickle"``
+            (created or replaced once the new one is complete; the parent must exist).
+        trajs: :class:`~torchbuf.Trajectory` or :class:`~torchbuf.TrajectoryWithRew`
+            (all of one class), e.g. what ``pop_finished_trajectories()`` returned.
+        format: One of :data:`IMITATION_FORMATS`.
+
+    Raises:
+        ImportError: imitation is not installed (``pip install 'torchbuf[imitation]'``).
+        ValueError: ``format`` is unknown, or a trajectory cannot be carried: dict
+            observations (except ``"pickle"``), dict actions, no steps, an end that
+            imitation cannot express, or (``"datasets"``) no trajectories at all;
+            the message names the trajectory.
+        TypeError: the trajectories mix classes or are not torchbuf trajectories.
+        OSError: ``path``'s parent is missing or not writable.
+    """
+    if format not in IMITATION_FORMATS:
+        raise ValueError(f"format must be one of {IMITATION_FORMATS}, got {format!r}")
+    trajs = list(trajs)
+    _check_classes(trajs)
+    converted = [_to_imitation(traj, i, format) for i, traj in enumerate(trajs)]
+    _WRITERS[format](Path(path), converted)
+
+
+def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[Trajectory]:
+    """Loads trajectories with ``imitation.data.serialize.load`` (any of its formats).
+
+    Args:
+        path: A ``datasets`` directory, or an npz or pickle file.
+        device: Where the tensors go.
+
+    Returns:
+        :class:`~torchbuf.TrajectoryWithRew` (or :class:`~torchbuf.Trajectory` for
+        files without rewards) in the file's order, with the dtypes the file
+        records; ``terminated`` / ``truncated`` from ``terminal`` and the last
+        step's ``"TimeLimit.truncated"`` info.
+
+    Raises:
+        ImportError: imitation is not installed.
+        FileNotFoundError: nothing at ``path``.
+        ValueError: the file is not one of imitation's trajectory formats.
+    """
+    serialize = _imitation_module("imitation.data.serialize")
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "no imitation trajectories here", str(path))
+    with warnings.catch_warnings():  # reading the legacy formats is the point here
+        warnings.filterwarnings("ignore", "Loading old", DeprecationWarning)
+        loaded = serialize.load(path)
+    dtypes = _recorded_dtypes(loaded)
+    return [trajectory_from_imitation(_cast(traj, dtypes), device) for traj in loaded]
+
+
+# ------------------------------------------------------------------------ outwards
+def _check_classes(trajs: list[Trajectory]) -> None:
+    if not all(isinstance(t, Trajectory) for t in trajs):
+        raise TypeError("save_imitation expects torchbuf Trajectory / TrajectoryWithRew objects")
+    classes = {type(t).__name__ for t in trajs}
+    if len(classes) > 1:
+        raise TypeError(f"save_imitation expects trajectories of one class, got {sorted(classes)}")
+
+
+def _to_imitation(traj: Trajectory, index: int, fmt: str) -> Any:
+    """The imitation trajectory for ``traj``, its truncated end recorded in its infos."""
+    name = f"imitation's {fmt} format"
+    if is_dict(traj.acts):
+        raise ValueError(f"trajectory {index}: dict actions; imitation's trajectories hold one action array")
+    if is_dict(traj.obs):
+        _check_dict_obs(traj, index, fmt)
+    check_end(traj, index, name, flags_only_at_end=True)
+    converted = trajectory_to_imitation(traj, _SEPARATOR)
+    terminated, truncated = host_flags(traj)
+    infos = converted.infos
+    last = infos[-1] if infos is not None else {}
+    if terminated[-1] and isinstance(last, Mapping) and last.get(TRUNCATED_KEY, False):
+        raise ValueError(
+            f"trajectory {index}: its last step is terminated but its info says {TRUNCATED_KEY!r}; "
+            f"{name} reads the end from that info"
+        )
+    if truncated[-1] and not (isinstance(last, Mapping) and last.get(TRUNCATED_KEY, False)):
+        infos = np.array([{}] * len(terminated) if infos is None else infos, dtype=object)
+        infos[-1] = {**(last if isinstance(last, Mapping) else {}), TRUNCATED_KEY: True}
+        converted = dataclasses.replace(converted, infos=infos)
+    return converted
+
+
+def _check_dict_obs(traj: Any, index: int, fmt: str) -> None:
+    if fmt != "pickle":
+        raise ValueError(
+            f"trajectory {index}: dict observations; imitation's {fmt} format holds arrays only "
+            "(imitation 1.0.1: 'DictObs are not currently supported'): use format='pickle' or torchbuf.io"
+        )
+    for key in traj.obs.keys(include_nested=True, leaves_only=True):
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(_SEPARATOR in part for part in parts):
+            raise ValueError(
+                f"trajectory {index}: dict observation key {key!r} contains {_SEPARATOR!r}, which "
+                "separates nested keys in imitation's flat DictObs"
+            )
+
+
+def _write_datasets(path: Path, trajs: list[Any]) -> None:
+    if not trajs:
+        raise ValueError("imitation's datasets format cannot hold zero trajectories (it fails to load)")
+    serialize = _imitation_module("imitation.data.serialize")
+    with atomic.replacing_dir(path) as tmp:
+        serialize.save(tmp, trajs)
+
+
+def _write_npz(path: Path, trajs: list[Any]) -> None:
+    """Older imitation's ``types.save``: the fields concatenated, split at ``indices``."""
+    lengths = [len(t) for t in trajs]
+    condensed: dict[str, Any] = {
+        "obs": _concat([t.obs for t in trajs]),
+        "acts": _concat([t.acts for t in trajs]),
+        "infos": _concat([_object_array(t.infos, len(t)) for t in trajs], dtype=object),
+        "terminal": np.array([t.terminal for t in trajs], dtype=bool),
+        "indices": np.cumsum(lengths[:-1], dtype=np.int64),
+    }
+    if trajs and getattr(trajs[0], "rews", None) is not None:
+        condensed["rews"] = _concat([t.rews for t in trajs])
+    with atomic.replacing_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **condensed)
+
+
+def _write_pickle(path: Path, trajs: list[Any]) -> None:
+    with atomic.replacing_file(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(trajs, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_WRITERS: dict[str, Callable[[Path, list[Any]], None]] = {
+    "datasets": _write_datasets,
+    "npz": _write_npz,
+    "pickle": _write_pickle,
+}
+
+
+def _concat(arrays: list[np.ndarray], dtype: Any = None) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _object_array(infos: Any, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=object)
+    out[:] = [{} for _ in range(n)] if infos is None else list(infos)
+    return out
+
+
+# ------------------------------------------------------------------------- inwards
+def _recorded_dtypes(loaded: Any) -> dict[str, np.dtype]:
+    """The dtypes a ``datasets`` directory's features record (imitation reads int64/float64)."""
+    dataset = getattr(loaded, "dataset", None)
+    if dataset is None:
+        return {}
+    out = {}
+    for name in ("obs", "acts", "rews"):
+        feature = dataset.features.get(name)
+        while feature is not None and hasattr(feature, "feature"):  # List / Sequence of ...
+            feature = feature.feature
+        if feature is not None and hasattr(feature, "dtype"):
+            out[name] = np.dtype(feature.dtype)
+    return out
+
+
+def _cast(traj: Any, dtypes: dict[str, np.dtype]) -> Any:
+    """``traj`` with its arrays in the recorded dtypes (exact: they were widened)."""
+    if not dtypes:
+        return traj
+    fields = {name: np.asarray(getattr(traj, name), dtype=dtype) for name, dtype in dtypes.items()}
+    return dataclasses.replace(traj, **fields)
+
+
+def _imitation_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ImportError(
+            "reading or writing imitation's trajectory files needs the optional dependency "
+            "imitation: pip install 'torchbuf[imitation]'"
+        ) from err
