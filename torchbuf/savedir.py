@@ -104,7 +104,7 @@ def read(
             and dtypes are checked either way.
 
     Returns:
-        ``(data, objects, manifest)``: the tensors memory-mapped (lazy, zero-copy,
+        A tuple ``(data, objects, manifest)`` of the tensors memory-mapped (lazy, zero-copy,
         on the CPU; in-place writes do not reach the files where tensordict maps
         them copy-on-write), the unpickled objects, and the manifest's body.
 
