@@ -93,7 +93,7 @@ def load_minari(dataset: Any, device: torch.device | str = "cpu") -> list[Trajec
         device: Where the tensors go.
 
     Returns:
-        One :class:`~torchbuf.TrajectoryWithRew` per episode, in Minari's order:
+        One :class:`~torchbuf.TrajectoryWithRew` per episode, in Minari's order, with
         ``obs`` (``len + 1`` rows; dict spaces as TensorDicts), ``acts``,
         ``rews``, ``terminated`` / ``truncated`` (Minari's ``terminations`` /
         ``truncations``), ``terminal`` (the last step is either), ``infos`` (one

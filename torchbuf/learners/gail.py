@@ -150,7 +150,7 @@ class GAIL:
             callback: Called after each round with its index and statistics.
 
         Returns:
-            Each round's statistics (one host read per round): ``gen_timesteps``
+            Each round's statistics (one host read per round), with ``gen_timesteps``
             (transitions popped that round), ``gen_return_mean`` /
             ``gen_ep_len_mean`` / ``gen_n_episodes`` (env returns of the episodes
             that ended in the round; NaN when none did), ``gen_reward_mean``
