@@ -150,7 +150,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
     rerun = results.get("reruns", {}).get("bc")
     when = "" if rerun is None else f" (rerun alone: {rerun['machine']['date']}, {rerun['seconds']:.0f} s)"
-    return f"""## BC epoch{when}
+    return f"""
+## BC epoch{when}
 
 One epoch of behaviour cloning over {bc["episodes"]} scripted-expert CartPole episodes
 ({bc["transitions"]:,} transitions), torchbuf's `learners.BC` from a `TransitionLoader`

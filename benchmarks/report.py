@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bc import markdown as bc_markdown
+
 TARGET_ENV = "vec4"
 """The synthetic env the step and pop targets are checked on (4 float32 observations)."""
 
@@ -247,7 +249,7 @@ Peak growth of the process's resident memory (device memory on CUDA) while a pee
 recorded its windows, and storage bytes per transition held.
 
 {_memory_table(results)}
-"""
+{bc_markdown(results)}"""
 
 
 # ------------------------------------------------------------------ plots
