@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import multiprocessing
 import os
 import socket
@@ -214,10 +215,15 @@ def ddp_bc(rank):
     return out
 
 
-def fail_midway(rank):
-    short = dist.new_group(list(range(WORLD)), timeout=datetime.timedelta(seconds=1))
+def fail_midway(rank, folder):
+    """Rank 1 stays away from a collective on a group with a short timeout, then raises."""
+    dist.barrier()
+    short = dist.new_group(list(range(WORLD)), timeout=datetime.timedelta(seconds=2))
+    stalled = folder / "rank0_timed_out"
     if rank == 1:
-        time.sleep(3)  # never joins the short group's collective, then fails
+        deadline = time.monotonic() + DEADLINE_S
+        while not stalled.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         raise RuntimeError("rank 1 fails on purpose")
     batch = odd_dtypes_batch(rank)
     errors = {}
@@ -226,6 +232,7 @@ def fail_midway(rank):
             all_gather_transitions(batch, group=group)
         except CollectiveError as err:
             errors[name] = str(err)
+        stalled.touch()
     return errors
 
 
@@ -346,12 +353,12 @@ def test_collectives_need_a_process_group():
 
 
 def test_a_failing_rank_makes_the_others_raise_instead_of_hang(tmp_path):
-    codes = launch(fail_midway, tmp_path, timeout_s=DEADLINE_S)  # the world group never times out
+    codes = launch(functools.partial(fail_midway, folder=tmp_path), tmp_path, timeout_s=DEADLINE_S)
     assert codes[0] == 0 and codes[1] != 0
     errors = torch.load(tmp_path / "rank0.pt", weights_only=False)
     assert "rank 0 of 2" in errors["stalled"] and "Timed out" in errors["stalled"]
-    # The world group's timeout is longer than the launch may take: rank 0 learnt
-    # that rank 1 exited from the closed connection, not from a timeout.
+    # The world group's timeout is longer than a launch may take: rank 0 learnt
+    # that rank 1 had exited from the closed connection, not from a timeout.
     assert "another rank raised, exited" in errors["exited"] and "Connection closed" in errors["exited"]
 
 
