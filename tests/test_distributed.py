@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torch.utils.data import DistributedSampler
 
@@ -39,6 +39,7 @@ from torchbuf.distributed import (
     gather_trajectories,
     gather_transitions,
 )
+from torchbuf.distributed.collectives import _transition_parts
 from torchbuf.distributed.ddp import ddp_policy, unwrap_policy
 from torchbuf.distributed.job import DDPBCConfig, run_ddp_bc
 from torchbuf.distributed.launch import env_seed
@@ -342,6 +343,17 @@ def test_gather_trajectories_from_one_rank(gathered):
 def test_ranks_whose_batches_differ_all_raise_the_same_error(gathered):
     for r in gathered:
         assert "ranks [1] pop batches whose fields, dtypes or shapes differ from rank 0's" in r["mismatch"]
+
+
+def test_the_structure_fingerprint_is_the_same_in_every_process():
+    # Ranks are separate interpreters: the fingerprint must not depend on insertion
+    # order of dict keys, nor on anything whose order varies with the hash seed.
+    a, b = odd_dtypes_batch(0), odd_dtypes_batch(0)
+    a.obs = TensorDict({"x": a.obs, "y": {"z": a.acts}}, batch_size=a.batch_size)
+    b.obs = TensorDict({"y": {"z": b.acts}, "x": b.obs}, batch_size=b.batch_size)
+    schema_a, schema_b = _transition_parts(a).schema, _transition_parts(b).schema
+    assert schema_a.fingerprint() == schema_b.fingerprint()
+    assert not any(isinstance(v, set | frozenset | dict) for v in dataclasses.astuple(schema_a))
 
 
 def test_collectives_need_a_process_group():

@@ -77,7 +77,7 @@ class _Schema:
     kind: type
     row_sets: tuple[tuple[_Leaf, ...], ...]
     has_infos: bool
-    td_paths: frozenset[tuple[str, ...]]
+    td_fields: tuple[str, ...]  # fields that are TensorDicts; ordered (a set's order varies by process)
 
     def fingerprint(self) -> int:
         """A hash of the structure, equal on ranks whose batches agree."""
@@ -126,7 +126,7 @@ def gather_transitions(
     gathered = _gather(parts, 1, dst, group, device, "gather_transitions")
     if gathered is None:
         return None
-    fields = _assemble(gathered.schema.row_sets[0], gathered.leaves[0], gathered.schema.td_paths)
+    fields = _assemble(gathered.schema.row_sets[0], gathered.leaves[0], gathered.schema.td_fields)
     n = int(next(iter(gathered.leaves[0])).shape[0])
     infos = _cat_objects(gathered.infos) if gathered.schema.has_infos else None
     return gathered.schema.kind(**fields, infos=infos, batch_size=[n])  # type: ignore[no-any-return]
@@ -176,11 +176,11 @@ def gather_trajectories(
     gathered = _gather(parts, 3, dst, group, device, "gather_trajectories")
     if gathered is None:
         return [] if _receives(dst) else None
-    (obs_set, step_set, _), td_paths = gathered.schema.row_sets, gathered.schema.td_paths
-    obs = _assemble(obs_set, gathered.leaves[0], td_paths)["obs"]
+    (obs_set, step_set, _), td_fields = gathered.schema.row_sets, gathered.schema.td_fields
+    obs = _assemble(obs_set, gathered.leaves[0], td_fields)["obs"]
     acts = gathered.leaves[1][0]
     steps = TensorDict(
-        _assemble(step_set, gathered.leaves[1], td_paths), batch_size=acts.shape[:1], device=acts.device
+        _assemble(step_set, gathered.leaves[1], td_fields), batch_size=acts.shape[:1], device=acts.device
     )
     meta = gathered.leaves[2][0].cpu().numpy()  # lengths and terminal flags: the one host read
     infos = [i for rank_infos in gathered.infos for i in rank_infos] if gathered.schema.has_infos else None
@@ -249,8 +249,8 @@ def _transition_parts(batch: Transitions) -> _Parts:
             fields[field.name] = value
         elif value is not None and field.name != "infos":
             raise ValueError(f"field {field.name!r} holds a {type(value).__name__}, which cannot be gathered")
-    leaves, row_set, td_paths = _leaves(fields)
-    schema = _Schema(type(batch), (row_set,), batch.infos is not None, td_paths)
+    leaves, row_set, td_fields = _leaves(fields)
+    schema = _Schema(type(batch), (row_set,), batch.infos is not None, td_fields)
     return _Parts(schema, [leaves], batch.infos)
 
 
@@ -259,9 +259,9 @@ def _trajectory_parts(trajs: Sequence[TrajectoryWithRew]) -> _Parts:
     device = steps["acts"].device
     meta = torch.from_numpy(np.stack([lengths, terminal.astype(np.int64)], axis=1)).to(device)
     obs_leaves, obs_set, obs_tds = _leaves({"obs": obs})
-    step_leaves, step_set, step_tds = _leaves({str(k): steps[k] for k in steps.keys()})  # noqa: SIM118
+    step_leaves, step_set, step_tds = _leaves({str(k): steps[k] for k in sorted(steps.keys())})
     meta_leaves, meta_set, _ = _leaves({"meta": meta})
-    schema = _Schema(Trajectories, (obs_set, step_set, meta_set), infos is not None, obs_tds | step_tds)
+    schema = _Schema(Trajectories, (obs_set, step_set, meta_set), infos is not None, obs_tds + step_tds)
     return _Parts(schema, [obs_leaves, step_leaves, meta_leaves], infos)
 
 
@@ -287,33 +287,33 @@ def _infos_or_empty(traj: TrajectoryWithRew) -> np.ndarray:
 
 def _leaves(
     fields: dict[str, Obs],
-) -> tuple[list[torch.Tensor], tuple[_Leaf, ...], frozenset[tuple[str, ...]]]:
+) -> tuple[list[torch.Tensor], tuple[_Leaf, ...], tuple[str, ...]]:
     """Flattens fields (tensors, nested TensorDicts) into leaves and their descriptions."""
-    leaves, described, td_paths = [], [], set()
+    leaves, described, td_fields = [], [], []
     for name, value in fields.items():
         if isinstance(value, TensorDictBase):
-            td_paths.add((name,))
+            td_fields.append(name)
         for path, leaf in _named_leaves(name, value):
             leaves.append(leaf)
             described.append(_Leaf(path, leaf.dtype, tuple(leaf.shape[1:])))
-    return leaves, tuple(described), frozenset(td_paths)
+    return leaves, tuple(described), tuple(td_fields)
 
 
 def _named_leaves(name: str, value: Obs) -> list[tuple[tuple[str, ...], torch.Tensor]]:
     if isinstance(value, torch.Tensor):
         return [((name,), value)]
-    keys = value.keys(include_nested=True, leaves_only=True)
-    return [((name, *((k,) if isinstance(k, str) else k)), value.get(k)) for k in keys]
+    paths = sorted((k,) if isinstance(k, str) else tuple(k) for k in value.keys(True, True))
+    return [((name, *path), value.get(path)) for path in paths]  # sorted: the same on every rank
 
 
 def _assemble(
-    row_set: tuple[_Leaf, ...], leaves: list[torch.Tensor], td_paths: frozenset[tuple[str, ...]]
+    row_set: tuple[_Leaf, ...], leaves: list[torch.Tensor], td_fields: tuple[str, ...]
 ) -> dict[str, Obs]:
     """Puts leaves back into fields: tensors, or TensorDicts for dict observations."""
     out: dict[str, Obs] = {}
     for desc, leaf in zip(row_set, leaves, strict=True):
         name = desc.path[0]
-        if (name,) not in td_paths:
+        if name not in td_fields:
             out[name] = leaf
             continue
         td = out.setdefault(name, TensorDict({}, batch_size=leaf.shape[:1], device=leaf.device))
