@@ -52,7 +52,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
 
     Examples:
         >>> import gymnasium as gym
-        >>> envs = VectorBufferingWrapper(gym.make_vec("CartPole-v1", num_envs=2))
+        >>> envs = VectorBufferingWrapper(gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2))
         >>> obs, info = envs.reset(seed=0)
         >>> obs, *_ = envs.step(np.zeros(2, dtype=np.int64))
         >>> envs.pop_transitions().obs.shape
