@@ -21,6 +21,9 @@ from tests.test_io import assert_batches_equal  # noqa: E402
 from torchbuf import Trajectory, TrajectoryWithRew  # noqa: E402
 from torchbuf.formats import IMITATION_FORMATS, load_imitation, save_imitation  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keys will default:DeprecationWarning"
+)  # imitation's jsonpickle
 FEW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ARRAY_OBS = ["box", "image", "discrete", "multidiscrete"]
 ARRAY_ACTS = ["discrete", "multidiscrete", "box"]
@@ -105,6 +108,27 @@ def test_datasets_keeps_dtypes_that_imitations_loader_widens(tmp_path):
     loaded = load_imitation(tmp_path / "d")[0]
     assert loaded.obs.dtype == torch.uint8 and loaded.rews.dtype == torch.float32
     assert_batches_equal(loaded, expected(traj, "datasets"))
+
+
+def test_a_dataset_written_by_imitation_loads_as_imitation_reads_it(tmp_path):
+    rng = np.random.default_rng(0)
+    theirs = [
+        im.TrajectoryWithRew(
+            obs=rng.standard_normal((n + 1, 3)).astype(np.float32),
+            acts=rng.integers(0, 5, (n, 2)),
+            infos=np.array([{"a": np.float32(i), "TimeLimit.truncated": i == n - 1} for i in range(n)]),
+            terminal=bool(n % 2),
+            rews=rng.standard_normal(n),
+        )
+        for n in (3, 1, 4)
+    ]
+    serialize.save(tmp_path / "d", theirs)
+    ours = load_imitation(tmp_path / "d")
+    for mine, orig, read in zip(ours, theirs, serialize.load(tmp_path / "d")):
+        assert mine.obs.dtype == torch.float32 and read.obs.dtype == np.float64  # imitation widens
+        np.testing.assert_array_equal(mine.obs.numpy(), read.obs)
+        assert mine.to_imitation() == orig  # imitation's own equality (values, infos, terminal)
+        assert bool(mine.truncated[-1]) == (orig.terminal and orig.infos[-1]["TimeLimit.truncated"])
 
 
 def test_legacy_files_are_read_by_imitation_as_its_own(tmp_path):

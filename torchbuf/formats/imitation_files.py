@@ -1,12 +1,13 @@
 """imitation's trajectory files: its HuggingFace ``datasets`` directories and legacy files.
 
-Three formats, all read back by imitation 1.0.1's ``imitation.data.serialize.load``
-(which tells them apart itself):
+Three formats, all of which imitation 1.0.1's ``imitation.data.serialize.load``
+reads (telling them apart itself):
 
 - ``"datasets"``: a directory written by ``imitation.data.serialize.save`` (a
   HuggingFace ``datasets.Dataset``; infos jsonpickled). imitation's own loader
-  returns every number as int64 / float64; :func:`load_imitation` restores the
-  dtypes the dataset's features record (uint8 images stay uint8).
+  builds every array from Python lists, as int64 / float64; :func:`load_imitation`
+  reads the Arrow columns instead, in the dtypes they record (uint8 images stay
+  uint8), and decodes the infos as imitation does.
 - ``"npz"``: the single ``.npz`` file of older imitation releases
   (``np.savez_compressed`` of the concatenated ``obs``, ``acts``, ``infos``,
   ``rews``, the ``terminal`` flags and the split ``indices``).
@@ -80,7 +81,11 @@ def save_imitation(path: PathLike, trajs: Sequence[Trajectory], format: str = "d
 
 
 def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[Trajectory]:
-    """Loads trajectories with ``imitation.data.serialize.load`` (any of its formats).
+    """Loads trajectories in any of imitation's formats.
+
+    A ``datasets`` directory is read through its Arrow columns (exact dtypes, no
+    detour through Python lists); npz and pickle files through
+    ``imitation.data.serialize.load``.
 
     Args:
         path: A ``datasets`` directory, or an npz or pickle file.
@@ -100,11 +105,13 @@ def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[T
     serialize = _imitation_module("imitation.data.serialize")
     if not os.path.exists(path):
         raise FileNotFoundError(2, "no imitation trajectories here", str(path))
-    with warnings.catch_warnings():  # reading the legacy formats is the point here
-        warnings.filterwarnings("ignore", "Loading old", DeprecationWarning)
-        loaded = serialize.load(path)
-    dtypes = _recorded_dtypes(loaded)
-    return [trajectory_from_imitation(_cast(traj, dtypes), device) for traj in loaded]
+    if os.path.isdir(path):
+        loaded = _read_datasets(Path(path))
+    else:
+        with warnings.catch_warnings():  # reading the legacy formats is the point here
+            warnings.filterwarnings("ignore", "Loading old", DeprecationWarning)
+            loaded = serialize.load(path)
+    return [trajectory_from_imitation(traj, device) for traj in loaded]
 
 
 # ------------------------------------------------------------------------ outwards
@@ -202,27 +209,49 @@ def _object_array(infos: Any, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- inwards
-def _recorded_dtypes(loaded: Any) -> dict[str, np.dtype]:
-    """The dtypes a ``datasets`` directory's features record (imitation reads int64/float64)."""
-    dataset = getattr(loaded, "dataset", None)
-    if dataset is None:
-        return {}
-    out = {}
-    for name in ("obs", "acts", "rews"):
-        feature = dataset.features.get(name)
-        while feature is not None and hasattr(feature, "feature"):  # List / Sequence of ...
-            feature = feature.feature
-        if feature is not None and hasattr(feature, "dtype"):
-            out[name] = np.dtype(feature.dtype)
-    return out
+def _read_datasets(path: Path) -> list[Any]:
+    """The trajectories (imitation's types) of a ``datasets`` directory, read through Arrow.
+
+    imitation's own loader builds each array from Python lists (int64 / float64,
+    seconds per image trajectory); the Arrow columns hold the recorded dtypes, so
+    they are reshaped instead. Infos are decoded with jsonpickle, as imitation does.
+    """
+    datasets = _imitation_module("datasets")
+    jsonpickle = _imitation_module("jsonpickle")
+    types = _imitation_module("imitation.data.types")
+    table = datasets.load_from_disk(str(path)).with_format("arrow")[:]
+    columns = {
+        name: _rows(table.column(name)) for name in ("obs", "acts", "rews") if name in table.column_names
+    }
+    infos = table.column("infos").to_pylist()
+    terminal = table.column("terminal").to_pylist()
+    cls = types.TrajectoryWithRew if "rews" in columns else types.Trajectory
+    with warnings.catch_warnings():  # jsonpickle's note on a future default; imitation's encoding
+        warnings.filterwarnings("ignore", "keys will default", DeprecationWarning)
+        decoded = [[jsonpickle.decode(info) for info in row] for row in infos]
+    return [
+        cls(
+            **{name: rows[i] for name, rows in columns.items()},
+            infos=_object_array(decoded[i], len(decoded[i])),
+            terminal=bool(terminal[i]),
+        )
+        for i in range(table.num_rows)
+    ]
 
 
-def _cast(traj: Any, dtypes: dict[str, np.dtype]) -> Any:
-    """``traj`` with its arrays in the recorded dtypes (exact: they were widened)."""
-    if not dtypes:
-        return traj
-    fields = {name: np.asarray(getattr(traj, name), dtype=dtype) for name, dtype in dtypes.items()}
-    return dataclasses.replace(traj, **fields)
+def _rows(column: Any) -> list[np.ndarray]:
+    """One array per row of an Arrow column of nested lists of one shape per step."""
+    array = column.combine_chunks()
+    bounds = np.asarray(array.offsets) - int(array.offsets[0].as_py())
+    values, inner = array.flatten(), []
+    while hasattr(values, "flatten"):  # list levels below the steps: a fixed shape
+        lengths = np.asarray(values.value_lengths())
+        inner.append(int(lengths[0]) if len(lengths) else 0)
+        if len(lengths) and (lengths != inner[-1]).any():
+            raise ValueError(f"{column}: steps of different shapes")
+        values = values.flatten()
+    steps = values.to_numpy(zero_copy_only=False).reshape(-1, *inner)
+    return [steps[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def _imitation_module(name: str) -> ModuleType:
