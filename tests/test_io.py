@@ -634,3 +634,19 @@ def test_state_dict_restores_a_wrapper_in_memory_and_save_checkpoint_rejects_oth
     assert_batches_equal(other.pop_transitions(), venv.pop_transitions())
     with pytest.raises(TypeError, match="BufferingWrapper or VectorBufferingWrapper"):
         io.save_checkpoint(tmp_path / "ck", venv.venv)
+
+
+def test_a_trajectory_index_that_does_not_add_up_is_reported_even_without_checksums(tmp_path):
+    venv = BufferingWrapper(_sb3_env("box", "discrete", [([2, 3], [False, True])] * 2))
+    venv.reset()
+    for _ in range(7):
+        venv.step(np.zeros(2, dtype=np.int64))
+    io.save(tmp_path / "t", venv.pop_trajectories()[0])
+    file = tmp_path / "t" / "data" / "index" / "lengths.memmap"
+    lengths = np.frombuffer(file.read_bytes(), dtype=np.int64).copy()
+    lengths[0] += 1  # same size: only the checksum or the index check can tell
+    file.write_bytes(lengths.tobytes())
+    with pytest.raises(CorruptSaveError, match=r"lengths\.memmap \(field 'index/lengths'\): sha256 mismatch"):
+        io.load(tmp_path / "t")
+    with pytest.raises(CorruptSaveError, match=r"index/lengths'\): add up to"):
+        io.load(tmp_path / "t", verify=False)

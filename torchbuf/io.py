@@ -149,17 +149,41 @@ def _unpack_trajectories(data: TensorDictBase, infos: list[Any], meta: dict[str,
     cls = _TRAJECTORIES[meta["class"]]
     lengths = data["index", "lengths"].tolist()
     terminal = data["index", "terminal"].tolist()
-    obs, steps = data["obs"], data["steps"]
+    # Plain tensor views of the mapped files: slicing a MemoryMappedTensor costs ~60 µs.
+    obs, steps = _plain(data["obs"]), _plain(data["steps"])
+    _check_index(lengths, obs, steps, infos)
+    columns = {str(k): steps[k] for k in steps.keys()}  # noqa: SIM118
     out: list[Trajectory] = []
     a0 = 0
     for i, n in enumerate(lengths):
-        fields = {str(k): steps[k][a0 : a0 + n] for k in steps.keys()}  # noqa: SIM118
-        traj = cls(
-            obs=obs[a0 + i : a0 + i + n + 1], **fields, infos=infos[i], terminal=terminal[i], batch_size=[]
-        )
-        out.append(traj)
+        fields = {"obs": obs[a0 + i : a0 + i + n + 1], **{k: v[a0 : a0 + n] for k, v in columns.items()}}
+        extra = {"infos": infos[i], "terminal": terminal[i]}
+        out.append(cls.from_tensordict(TensorDict(fields, batch_size=[]), non_tensordict=extra))
         a0 += n
     return out
+
+
+def _plain(value: Any) -> Any:
+    """``value`` (a tensor or TensorDict) with plain ``torch.Tensor`` views as leaves."""
+    if isinstance(value, TensorDictBase):
+        return value.apply(lambda t: t.as_subclass(torch.Tensor))
+    return value.as_subclass(torch.Tensor)
+
+
+def _check_index(lengths: list[int], obs: Any, steps: TensorDictBase, infos: list[Any]) -> None:
+    """Raises if the trajectory index does not add up to the stored rows."""
+    n_obs = int(obs.shape[0]) if isinstance(obs, torch.Tensor) else int(obs.batch_size[0])
+    if any(n < 0 for n in lengths) or sum(lengths) != int(steps.batch_size[0]):
+        raise CorruptSaveError(
+            f"data/index/lengths (field 'index/lengths'): add up to {sum(lengths)}, "
+            f"data/steps holds {steps.batch_size[0]} rows"
+        )
+    if n_obs != sum(lengths) + len(lengths) or len(infos) != len(lengths):
+        raise CorruptSaveError(
+            f"data/index/lengths (field 'index/lengths'): {len(lengths)} trajectories need "
+            f"{sum(lengths) + len(lengths)} observations and "
+            f"as many infos entries; the save holds {n_obs} and {len(infos)}"
+        )
 
 
 def _to_device(data: TensorDictBase, device: torch.device) -> TensorDictBase:
