@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat demo docs bench bench-quick clean
+.PHONY: test lint typecheck test-main test-compat demo docs bench bench-quick bench-io clean
 
 test: lint typecheck test-main test-compat
 
@@ -73,3 +73,7 @@ bench: $(COMPAT)/.bench-ok
 
 bench-quick: $(COMPAT)/.bench-ok
 	$(CPY) -m benchmarks.run --quick --out $(BENCH_QUICK_OUT)
+
+# Save/load throughput (torchbuf.io, torch.save, imitation's serialize): docs/io_benchmarks.md.
+bench-io: $(COMPAT)/.ok
+	$(CPY) -m benchmarks.io_bench --out docs
