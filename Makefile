@@ -73,6 +73,7 @@ bench: $(COMPAT)/.bench-ok
 
 bench-quick: $(COMPAT)/.bench-ok
 	$(CPY) -m benchmarks.run --quick --out $(BENCH_QUICK_OUT)
+	$(CPY) -m benchmarks.io_bench --quick --out $(BENCH_QUICK_OUT)
 
 # Save/load throughput (torchbuf.io, torch.save, imitation's serialize): docs/io_benchmarks.md.
 bench-io: $(COMPAT)/.ok
