@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat demo docs bench bench-quick bench-io clean
+.PHONY: test lint typecheck test-main test-compat demo eval docs bench bench-quick bench-io clean
 
 test: lint typecheck test-main test-compat
 
@@ -47,6 +47,11 @@ $(VENV)/.demo-ok: $(VENV)/.ok pyproject.toml
 
 demo: $(VENV)/.demo-ok
 	$(PY) -m torchbuf demo
+
+# The learners' targets table (BC and GAIL on CartPole and Pendulum, 3 seeds x 50 episodes):
+# docs/eval.md, docs/eval.json and docs/img/eval_*.png. Not part of CI (about 15 minutes on 2 cores).
+eval: $(VENV)/.demo-ok
+	$(PY) -m benchmarks.eval --out docs
 
 # The documentation site (docs/_build/html), built from scratch with warnings as errors.
 $(VENV)/.docs-ok: $(VENV)/.ok pyproject.toml
