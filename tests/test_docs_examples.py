@@ -60,3 +60,11 @@ def test_requirements_are_read():
     assert unmet_requirements("# requires: no-such-package-xyz\n") == [
         "no-such-package-xyz (installed: None)"
     ]
+
+
+def test_every_page_is_in_the_site():
+    """``make docs`` fails on a page outside every toctree: list new pages in docs/index.md."""
+    toctrees = re.findall(r"```\{toctree\}\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)
+    listed = {line.strip() for tree in toctrees for line in tree.splitlines() if line.strip()}
+    pages = {p.stem for p in (ROOT / "docs").glob("*.md") if p.stem != "index"}
+    assert pages - listed == set(), "add these pages to a toctree in docs/index.md"
