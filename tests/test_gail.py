@@ -12,9 +12,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.synccount import count_ops
 from torchbuf import BufferingWrapper, VectorBufferingWrapper
-from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs import TorchCartPole, TorchPendulum
+from torchbuf.experts import EXPERTS, scripted_cartpole
 from torchbuf.learners import GAIL, PPO
+from torchbuf.learners.presets import GAIL_PRESETS, gail_preset
 from torchbuf.learners.reward_nets import BasicRewardNet, gail_reward
 from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until
 from torchbuf.types import Transitions
@@ -182,3 +183,18 @@ def test_reward_net_is_imitations_basic_reward_net():
     )
     logits = torch.tensor([-3.0, 0.0, 3.0])
     torch.testing.assert_close(gail_reward(logits), -torch.log(1 - torch.sigmoid(logits)))
+
+
+@pytest.mark.parametrize("key", sorted(GAIL_PRESETS), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_presets_build_their_trainer(key):
+    env_id, backend = key
+    preset = gail_preset(env_id, backend)
+    expert = EXPERTS[env_id]
+    env = TorchCartPole(2, seed=0) if env_id == "CartPole-v1" else TorchPendulum(4, seed=0)
+    trajs = generate_trajectories(expert, env, make_sample_until(min_episodes=4))
+    gail = preset.make_gail(trajs, seed=0)
+    assert gail.torch_path == (backend == "torch")
+    assert gail.gen_train_timesteps == preset.n_envs * preset.ppo_kwargs["n_steps"]
+    assert preset.total_timesteps >= gail.gen_train_timesteps
+    with pytest.raises(ValueError, match="no GAIL preset"):
+        gail_preset(env_id, "jax")
