@@ -36,6 +36,7 @@ JOBS: dict[str, tuple[str, str, dict[str, int]]] = {
     "CartPole-v1/torch": ("CartPole-v1", "torch", {}),
     "CartPole-v1/sb3": ("CartPole-v1", "sb3", {"bc_epochs": 0}),  # BC's target is read on the torch job
     "Pendulum-v1/torch": ("Pendulum-v1", "torch", {}),
+    "Pendulum-v1/sb3": ("Pendulum-v1", "sb3", {"bc_epochs": 0}),
 }
 """Job name -> (env, backend, budget overrides)."""
 
@@ -74,6 +75,7 @@ TARGETS = (
         "CartPole-v1: GAIL from 10 expert episodes, torch path", "CartPole-v1/torch", "GAIL", at_least=450
     ),
     Target("Pendulum-v1: BC within 20% of the expert", "Pendulum-v1/torch", "BC", of_expert=0.2),
+    Target("Pendulum-v1: GAIL within 20% of the expert, SB3 path", "Pendulum-v1/sb3", "GAIL", of_expert=0.2),
     Target(
         "Pendulum-v1: GAIL within 20% of the expert, torch path", "Pendulum-v1/torch", "GAIL", of_expert=0.2
     ),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from torchbuf.pipeline import BACKENDS, DEFAULT_BUDGETS, ENV_IDS, JobConfig, default_device
+from torchbuf.pipeline import BACKENDS, DEFAULT_BUDGETS, DEFAULT_N_ENVS, ENV_IDS, JobConfig, default_device
 
 __all__ = ["main"]
 
@@ -59,13 +59,22 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
         help="torch: torch-native env + torchbuf PPO; sb3: SB3 DummyVecEnv + SB3 PPO (default: torch)",
     )
     demo.add_argument("--device", type=_device, default=None, help="default: cuda if present, else cpu")
-    demo.add_argument("--n-envs", type=_positive, default=8, help="envs stepped together (default: 8)")
+    demo.add_argument(
+        "--n-envs",
+        type=_positive,
+        default=None,
+        help=f"envs stepped together (default: {DEFAULT_N_ENVS}, and the GAIL preset's for GAIL)",
+    )
     demo.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full run per seed (default: 0)")
     budgets = ", ".join(f"{k}: {dataclasses.asdict(v)}" for k, v in DEFAULT_BUDGETS.items())
     group = demo.add_argument_group("budgets (per seed; defaults depend on --env)", budgets)
     group.add_argument("--expert-episodes", type=_positive, help="expert episodes recorded")
     group.add_argument("--bc-epochs", type=_non_negative, help="BC epochs over them (0 skips BC)")
-    group.add_argument("--gail-steps", type=_non_negative, help="GAIL generator env steps (0 skips GAIL)")
+    group.add_argument(
+        "--gail-steps",
+        type=_non_negative,
+        help="GAIL generator env steps (0 skips GAIL; default: the preset's)",
+    )
     group.add_argument("--eval-episodes", type=_positive, help="evaluation episodes per policy")
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument(

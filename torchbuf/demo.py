@@ -60,7 +60,12 @@ class JobResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record of the job (no tensors, no learners)."""
         return {
-            "config": {**dataclasses.asdict(self.config), "budgets": dataclasses.asdict(self.config.b)},
+            "config": {
+                **dataclasses.asdict(self.config),
+                "budgets": dataclasses.asdict(self.config.b),
+                "rollout_envs": self.config.rollout_envs,
+                "gail_envs": self.config.gail_envs,
+            },
             "seconds": self.seconds,
             "gail_status": self.seeds[0].gail.status,
             "gail_reason": self.seeds[0].gail.reason,
@@ -95,7 +100,7 @@ def _run_seed(config: JobConfig, seed: int, progress: bool) -> SeedResult:
     if b.bc_epochs:
         with _bar(progress, seed, "BC", b.bc_epochs, "epoch") as bar:
             bc = stages.train_bc(recording.trajs, config, seed, bar)
-    with _bar(progress, seed, "GAIL", b.gail_steps, "step") as bar:
+    with _bar(progress, seed, f"GAIL [{config.backend}]", config.gail_steps, "step") as bar:
         gail = stages.train_gail(recording.trajs, config, seed, bar)
     policies = {
         "expert": stages.expert_policy(config.env_id),

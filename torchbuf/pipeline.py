@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from torchbuf.envs import TorchCartPole, TorchPendulum, TorchVectorEnv
 from torchbuf.experts import EXPERTS
-from torchbuf.learners import BC, BCMetrics
+from torchbuf.learners import BC, GAIL, BCMetrics
+from torchbuf.learners.presets import GAIL_PRESETS, GAILPreset
 from torchbuf.loader import TransitionLoader
 from torchbuf.policies import mlp_policy
 from torchbuf.rollout import SampleUntil, generate_trajectories, make_sample_until, rollout_stats
@@ -47,7 +48,6 @@ __all__ = [
     "Recording",
     "default_device",
     "evaluate",
-    "gail_unavailable",
     "env_spaces",
     "make_venv",
     "random_policy",
@@ -79,7 +79,9 @@ class Budgets:
         bc_epochs: Passes of BC over the expert transitions (0 skips BC).
         bc_batch_size: Transitions per BC batch.
         bc_lr: BC's Adam learning rate.
-        gail_steps: Generator env steps of GAIL (0 skips GAIL).
+        gail_steps: Generator env steps of GAIL (0 skips GAIL); ``None``: those of
+            the GAIL preset of the env and backend
+            (:func:`torchbuf.learners.presets.gail_preset`), 0 where there is none.
         eval_episodes: Episodes per evaluated policy.
     """
 
@@ -87,18 +89,18 @@ class Budgets:
     bc_epochs: int = 40
     bc_batch_size: int = 64
     bc_lr: float = 3e-3
-    gail_steps: int = 100_000
+    gail_steps: int | None = None
     eval_episodes: int = 50
 
 
 DEFAULT_BUDGETS = {
     "CartPole-v1": Budgets(),
-    "Pendulum-v1": Budgets(bc_epochs=200, gail_steps=200_000),
+    "Pendulum-v1": Budgets(bc_epochs=200),
 }
 """Default budgets per env (Pendulum's episodes are 200 steps, CartPole's expert's 500)."""
 
-GAIL_PPO_KWARGS: dict[str, dict[str, Any]] = {"CartPole-v1": {}, "Pendulum-v1": {}}
-"""Generator PPO settings per env, shared by both backends where the names agree."""
+DEFAULT_N_ENVS = 8
+"""Envs of the recording and the evaluations unless ``n_envs`` is given."""
 
 
 def default_device() -> str:
@@ -115,19 +117,23 @@ class JobConfig:
         backend: One of :data:`BACKENDS`.
         device: Where storage, learners and (torch backend) the envs live;
             default :func:`default_device`.
-        n_envs: Envs stepped together in every stage.
+        n_envs: Envs stepped together in every stage; default
+            :data:`DEFAULT_N_ENVS` for the recording and the evaluations, the GAIL
+            preset's for GAIL.
         seeds: One full run (record, BC, GAIL, evaluation) per seed.
-        budgets: Stage budgets; default ``DEFAULT_BUDGETS[env_id]``.
+        budgets: Stage budgets; default ``DEFAULT_BUDGETS[env_id]``. A
+            ``gail_steps`` of ``None`` becomes the preset's (0 without a preset).
 
     Raises:
-        ValueError: an unknown env or backend, no seeds, or a budget out of range
-            (the message names the field).
+        ValueError: an unknown env or backend, no seeds, a budget out of range, or
+            GAIL steps for an env and backend without a GAIL preset (the message
+            names the field).
     """
 
     env_id: str = "CartPole-v1"
     backend: str = "torch"
     device: str = dataclasses.field(default_factory=default_device)
-    n_envs: int = 8
+    n_envs: int | None = None
     seeds: tuple[int, ...] = (0,)
     budgets: Budgets | None = None
 
@@ -136,20 +142,50 @@ class JobConfig:
             raise ValueError(f"env_id={self.env_id!r} is not one of {ENV_IDS}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r} is not one of {BACKENDS}")
-        if self.n_envs < 1:
+        if self.n_envs is not None and self.n_envs < 1:
             raise ValueError(f"n_envs={self.n_envs} must be positive")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        if self.budgets is None:
-            object.__setattr__(self, "budgets", DEFAULT_BUDGETS[self.env_id])
+        budgets = self.budgets or DEFAULT_BUDGETS[self.env_id]
+        preset = self.preset
+        if budgets.gail_steps is None:
+            budgets = dataclasses.replace(budgets, gail_steps=0 if preset is None else preset.total_timesteps)
+        elif budgets.gail_steps and preset is None:
+            raise ValueError(
+                f"gail_steps={budgets.gail_steps}: no GAIL preset for {self.env_id} on the "
+                f"{self.backend} backend (have {sorted(GAIL_PRESETS)})"
+            )
+        object.__setattr__(self, "budgets", budgets)
         _check_budgets(self.b)
 
     @property
     def b(self) -> Budgets:
-        """The budgets (never ``None`` after construction)."""
+        """The budgets, ``gail_steps`` resolved (never ``None`` after construction)."""
         assert self.budgets is not None
         return self.budgets
+
+    @property
+    def preset(self) -> GAILPreset | None:
+        """The GAIL preset of this env and backend, if there is one."""
+        return GAIL_PRESETS.get((self.env_id, self.backend))  # type: ignore[arg-type]
+
+    @property
+    def gail_steps(self) -> int:
+        """GAIL's generator env steps, resolved (0: no GAIL)."""
+        return self.b.gail_steps or 0
+
+    @property
+    def rollout_envs(self) -> int:
+        """Envs of the recording and the evaluations."""
+        return self.n_envs or DEFAULT_N_ENVS
+
+    @property
+    def gail_envs(self) -> int:
+        """Envs of GAIL's generator."""
+        if self.n_envs is not None or self.preset is None:
+            return self.rollout_envs
+        return self.preset.n_envs
 
 
 def _check_budgets(b: Budgets) -> None:
@@ -157,26 +193,28 @@ def _check_budgets(b: Budgets) -> None:
         if getattr(b, name) < 1:
             raise ValueError(f"{name}={getattr(b, name)} must be positive")
     for name in ("bc_epochs", "gail_steps"):
-        if getattr(b, name) < 0:
+        if (getattr(b, name) or 0) < 0:
             raise ValueError(f"{name}={getattr(b, name)} must be 0 (skip) or positive")
     if b.bc_lr <= 0:
         raise ValueError(f"bc_lr={b.bc_lr} must be positive")
 
 
 # ------------------------------------------------------------------ envs and policies
-def make_venv(config: JobConfig, seed: int) -> TorchVectorEnv | VecEnv:
+def make_venv(config: JobConfig, seed: int, n_envs: int | None = None) -> TorchVectorEnv | VecEnv:
     """A fresh vector env of the config's backend (not yet wrapped, not yet reset).
 
     Args:
         config: The job.
         seed: Seeds the torch-native env's generator (an SB3 env is seeded at reset).
+        n_envs: Envs; default ``config.rollout_envs``.
 
     Returns:
         A torch-native vector env on ``config.device``, or an SB3 ``DummyVecEnv``.
     """
+    n = n_envs or config.rollout_envs
     if config.backend == "torch":
-        return TORCH_ENVS[config.env_id](config.n_envs, device=config.device, seed=seed)
-    return DummyVecEnv([functools.partial(gym.make, config.env_id)] * config.n_envs)
+        return TORCH_ENVS[config.env_id](n, device=config.device, seed=seed)
+    return DummyVecEnv([functools.partial(gym.make, config.env_id)] * n)
 
 
 def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
@@ -240,7 +278,7 @@ def _rollouts(
     may be up to ``n_envs - 1`` more; they come in a seeded random order.
     """
     venv = make_venv(config, seed)
-    counted = _Counted(policy, config.n_envs)
+    counted = _Counted(policy, config.rollout_envs)
     start = time.perf_counter()
     trajs = generate_trajectories(
         counted,
@@ -308,8 +346,7 @@ class GAILRun:
     """A GAIL run, or why there is none.
 
     Attributes:
-        status: ``"done"``, ``"skipped"`` (budget 0) or ``"pending"`` (GAIL is
-            not available in this installation).
+        status: ``"done"`` or ``"skipped"`` (budget 0, or no preset).
         reason: Why the stage did not run (empty when done).
         learner: The GAIL trainer (``None`` unless done).
         rounds: Each round's statistics (``gen_timesteps``, ``gen_return_mean``, ...).
@@ -401,64 +438,58 @@ def train_bc(
     return BCRun(bc, curve, batches, batches * batch_size, _synced_seconds(start, config.device))
 
 
-def gail_unavailable() -> str | None:
-    """Why GAIL cannot run in this installation, or ``None`` when it can."""
-    try:
-        from torchbuf.learners import GAIL, PPO  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return "torchbuf.learners has no GAIL / PPO in this installation"
-    return None
-
-
 def train_gail(
     trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int, bar: tqdm | None = None
 ) -> GAILRun:
     """GAIL from the expert's episodes, with the backend's PPO as generator.
 
+    The generator's PPO and GAIL's settings are the preset's
+    (:func:`torchbuf.learners.presets.gail_preset`); its discriminator batch is
+    capped at the number of expert transitions.
+
     Args:
         trajs: Expert episodes.
-        config: The job (``gail_steps``).
+        config: The job (``gail_steps``, ``gail_envs``).
         seed: Seeds the env, the generator and the discriminator.
         bar: A progress bar counting generator env steps.
 
     Returns:
-        The run; ``status="pending"`` with the reason when GAIL is not installed,
-        ``"skipped"`` when ``gail_steps`` is 0.
+        The run; ``status="skipped"`` with the reason when ``gail_steps`` is 0.
     """
-    if config.b.gail_steps == 0:
-        return GAILRun("skipped", "gail_steps=0")
-    reason = gail_unavailable()
-    if reason is not None:
-        return GAILRun("pending", reason)
-    gail = _make_gail(trajs, config, seed)
+    preset = config.preset
+    if config.gail_steps == 0 or preset is None:
+        why = "gail_steps=0" if preset is not None else f"no GAIL preset for {config.env_id}/{config.backend}"
+        return GAILRun("skipped", why)
+    gail = _make_gail(preset, trajs, config, seed)
     rounds: list[dict[str, float]] = []
 
     def on_round(_index: int, stats: Mapping[str, float]) -> None:
         rounds.append(dict(stats))
         if bar is not None:
             bar.update(int(stats["gen_timesteps"]))
-            bar.set_postfix(ret=f"{stats['gen_return_mean']:.1f}")
+            bar.set_postfix(ret=f"{stats['gen_return_mean']:.1f}", refresh=False)
 
     start = time.perf_counter()
-    gail.train(config.b.gail_steps, callback=on_round)
+    gail.train(config.gail_steps, callback=on_round)
     seconds = _synced_seconds(start, config.device)
     env_steps = int(sum(r["gen_timesteps"] for r in rounds))
     return GAILRun("done", learner=gail, rounds=rounds, env_steps=env_steps, seconds=seconds)
 
 
-def _make_gail(trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int) -> Any:
-    from torchbuf.learners import GAIL, PPO  # type: ignore[attr-defined]
-
-    kwargs = GAIL_PPO_KWARGS[config.env_id]
-    venv = make_venv(config, seed)
+def _make_gail(preset: GAILPreset, trajs: Sequence[TrajectoryWithRew], config: JobConfig, seed: int) -> GAIL:
+    n_expert = sum(len(t) for t in trajs)
+    preset = dataclasses.replace(
+        preset,
+        n_envs=config.gail_envs,
+        gail_kwargs={
+            **preset.gail_kwargs,
+            "demo_batch_size": min(preset.gail_kwargs["demo_batch_size"], n_expert),
+        },
+    )
+    venv = preset.make_env(seed, config.device)
     if isinstance(venv, VecEnv):
-        from stable_baselines3 import PPO as SB3PPO
-
-        venv.seed(seed)
-        wrapped = BufferingWrapper(venv, device=config.device)
-        gen = SB3PPO("MlpPolicy", wrapped, seed=seed, device=config.device, verbose=0, **kwargs)
-        return GAIL(trajs, wrapped, gen, seed=seed)
-    return GAIL(trajs, venv, PPO(venv, seed=seed, **kwargs), seed=seed)
+        venv = BufferingWrapper(venv, device=config.device)
+    return preset.make_gail(trajs, seed=seed, device=config.device, venv=venv)
 
 
 def evaluate(policy: Policy, config: JobConfig, seed: int, bar: tqdm | None = None) -> Evaluation:
@@ -495,4 +526,4 @@ def expert_policy(env_id: str) -> Policy:
 
 def random_policy_for(config: JobConfig, seed: int) -> Policy:
     """Random actions for the config's env."""
-    return random_policy(env_spaces(config.env_id)[1], config.n_envs, seed)
+    return random_policy(env_spaces(config.env_id)[1], config.rollout_envs, seed)

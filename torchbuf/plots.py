@@ -5,6 +5,7 @@ Imported lazily: torchbuf itself does not need matplotlib.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +59,22 @@ def _bc_panel(ax: Any, results: dict[str, Any]) -> None:
 
 def _gail_panel(ax: Any, results: dict[str, Any]) -> None:
     for s in results["seeds"]:
-        rounds = s["gail"]["rounds"]
-        if rounds:
-            steps, total = [], 0
-            for r in rounds:
-                total += r["gen_timesteps"]
-                steps.append(total)
-            ax.plot(steps, [r["gen_return_mean"] for r in rounds], label=f"seed {s['seed']}")
+        points, total = [], 0.0
+        for r in s["gail"]["rounds"]:
+            total += r["gen_timesteps"]
+            if math.isfinite(r["gen_return_mean"]):  # NaN: no episode ended in that round
+                points.append((total / 1000, r["gen_return_mean"]))
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", markersize=3, label=f"seed {s['seed']}")
     for name, style in (("expert", "--"), ("random", ":")):
         returns = [r for s in results["seeds"] if name in s["eval"] for r in s["eval"][name]["returns"]]
         if returns:
             ax.axhline(sum(returns) / len(returns), color="gray", linestyle=style, label=name)
-    ax.set(title="GAIL generator return", xlabel="generator env steps", ylabel="episode return")
+    ax.set(
+        title="GAIL generator return (episodes ended in each round)",
+        xlabel="generator env steps (thousands)",
+        ylabel="episode return",
+    )
     if not any(s["gail"]["rounds"] for s in results["seeds"]):
         why = results.get("gail_reason") or results.get("gail_status", "")
         ax.text(0.5, 0.5, f"GAIL: {why}", ha="center", va="center", transform=ax.transAxes, wrap=True)

@@ -49,7 +49,7 @@ def policy_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _why_missing(results: dict[str, Any], name: str) -> str:
     if name == "GAIL":
-        status, reason = results.get("gail_status", "pending"), results.get("gail_reason", "")
+        status, reason = results.get("gail_status", "skipped"), results.get("gail_reason", "")
         return f"{status}: {reason}" if reason else status
     if name == "BC":
         return "skipped: bc_epochs=0"
@@ -122,7 +122,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     seeds = ", ".join(str(s) for s in c["seeds"])
     return (
         f"### {c['env_id']}, {c['backend']} backend, device {c['device']}, "
-        f"{c['n_envs']} envs, seeds {seeds}\n\n"
+        f"{c['rollout_envs']} envs (GAIL {c['gail_envs']}), seeds {seeds}\n\n"
         f"{results_table(results)}\n\n{stages_table(results)}\n\n"
         f"Total wall time: {results['seconds']:.1f} s.\n"
     )
