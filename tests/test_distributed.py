@@ -46,7 +46,8 @@ from torchbuf.distributed.launch import env_seed
 from torchbuf.distributed.loader import DistributedTransitionLoader
 from torchbuf.envs import TorchCartPole
 from torchbuf.experts import scripted_cartpole
-from torchbuf.learners import BC
+from torchbuf.learners import BC, GAIL, PPO
+from torchbuf.learners.reward_nets import BasicRewardNet
 
 WORLD = 2
 DEADLINE_S = 120  # outer limit on one launch; a healthy one takes seconds
@@ -213,7 +214,23 @@ def ddp_bc(rank):
         bc = BC(ddp_policy(make()), l2_weight=1e-3)
         bc.train(DistributedTransitionLoader(data, BC_BATCH, seed=3), n_batches=BC_STEPS)
         out[name] = {k: v.detach().clone() for k, v in unwrap_policy(bc.policy).state_dict().items()}
+    out["gail"] = gail_discriminator(rank, data, ddp=True)
     return out
+
+
+def gail_discriminator(rank, demos, ddp):
+    """A GAIL discriminator after a few steps on this rank's generator samples."""
+    env = TorchCartPole(4, seed=env_seed(1, 4, rank))
+    torch.manual_seed(0)
+    net = BasicRewardNet(env.single_observation_space, env.single_action_space)
+    ppo = PPO(env, n_steps=8, batch_size=16, seed=rank)
+    gail = GAIL(demos, env, ppo, demo_batch_size=32, reward_net=ddp_policy(net) if ddp else net, seed=rank)
+    mine = cartpole_transitions(rank)
+    gen = {k: getattr(mine, k) for k in ("obs", "acts", "next_obs", "dones")}
+    gen["acts"] = 1 - gen["acts"]  # not the expert's actions
+    for _ in range(BC_STEPS):
+        gail.train_disc(gen)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def fail_midway(rank, folder):
@@ -461,6 +478,13 @@ def test_ddp_bc_on_two_ranks_is_bc_on_the_global_batches(trained, name, make):
         assert expected.keys() == r[name].keys()
         for k, value in expected.items():
             torch.testing.assert_close(r[name][k], value, rtol=1e-5, atol=1e-6, msg=f"{name} rank {r} {k}")
+
+
+def test_gail_discriminators_under_ddp_learn_from_every_ranks_samples(trained):
+    local = gail_discriminator(0, trained[0]["data"], ddp=False)  # rank 0's samples only
+    for k, value in trained[0]["gail"].items():
+        torch.testing.assert_close(trained[1]["gail"][k], value, rtol=0, atol=0)  # ranks agree
+    assert any(not torch.allclose(trained[0]["gail"][k], local[k]) for k in local)  # rank 1's samples count
 
 
 def test_unwrap_policy_gives_the_module_back():

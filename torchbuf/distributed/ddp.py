@@ -1,4 +1,4 @@
-"""Policies wrapped in ``DistributedDataParallel`` for :class:`torchbuf.learners.BC`.
+"""Modules wrapped in ``DistributedDataParallel`` for torchbuf's learners.
 
 ``BC(ddp_policy(policy))`` trains on every rank; DDP averages the gradients across
 ranks during ``backward``, so ranks that each see their shard of a global batch
@@ -12,6 +12,10 @@ gradient reduction there). An SB3 ``ActorCriticPolicy`` is scored through
 ``evaluate_actions``, which DDP would not see, so :func:`ddp_policy` first wraps
 it in :class:`PolicyDistribution`, whose ``forward`` returns the policy's action
 distribution.
+
+GAIL's discriminator is a plain module too: ``GAIL(..., reward_net=ddp_policy(net))``
+averages the discriminator's gradients over the ranks at every discriminator step
+(each rank's generator stays its own).
 """
 
 from __future__ import annotations
@@ -34,15 +38,21 @@ __all__ = ["PolicyDistribution", "ddp_policy", "unwrap_policy"]
 def ddp_policy(policy: nn.Module, **ddp_kwargs: Any) -> DistributedDataParallel:
     """Wraps a policy in ``DistributedDataParallel`` so that ``BC`` trains it on every rank.
 
+    Also wraps any other module a learner calls through ``forward``, such as
+    GAIL's discriminator (``reward_net``).
+
     Args:
-        policy: A plain module (observations to logits or a distribution) or an
-            SB3 ``ActorCriticPolicy``, on this rank's device.
+        policy: A plain module (e.g. observations to logits or a distribution) or
+            an SB3 ``ActorCriticPolicy``, on this rank's device.
         **ddp_kwargs: Passed to ``DistributedDataParallel``; ``device_ids``
             defaults to the policy's CUDA device (none on CPU).
 
     Returns:
         The wrapped policy, for ``torchbuf.learners.BC(...)``; :func:`unwrap_policy`
-        gives the original back (e.g. to save it).
+        gives the original back (e.g. to save it). Let the wrapper go before
+        ``destroy_process_group()`` (train inside a function): a DDP reducer that
+        outlives its gloo group destroys it holding the GIL, which can deadlock
+        with gloo's worker thread (pytorch/pytorch#56297).
 
     Raises:
         RuntimeError: ``torch.distributed`` is not initialized.
