@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import gc
 import multiprocessing
 import os
 import socket
 import time
 import traceback
+import weakref
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,7 +44,7 @@ from torchbuf.distributed import (
 from torchbuf.distributed.collectives import _transition_parts
 from torchbuf.distributed.ddp import ddp_policy, unwrap_policy
 from torchbuf.distributed.job import DDPBCConfig, run_ddp_bc
-from torchbuf.distributed.launch import env_seed
+from torchbuf.distributed.launch import env_seed, shutdown
 from torchbuf.distributed.loader import DistributedTransitionLoader
 from torchbuf.envs import TorchCartPole
 from torchbuf.experts import scripted_cartpole
@@ -83,7 +85,7 @@ def _rank_main(fn, rank, folder, timeout_s, env):
             store = f"file://{folder / 'store'}"
             dist.init_process_group("gloo", init_method=store, rank=rank, world_size=WORLD, timeout=timeout)
             result = fn(rank)
-            dist.destroy_process_group()
+            shutdown()
         torch.save(result, folder / f"rank{rank}.pt")
     except BaseException:
         traceback.print_exc()
@@ -526,3 +528,34 @@ def test_the_command_line_runs_the_job(monkeypatch, capsys):
         == 0
     )
     assert "transitions per rank     [20]" in capsys.readouterr().out
+
+
+def test_shutdown_frees_ddp_wrappers_before_the_group_goes(tmp_path):
+    """A DDP wrapper in a reference cycle is freed by a collection only (see shutdown).
+
+    torch 2.13's first DDP wrapper in a process sits in such a cycle (a hook's
+    closure cell holds it); the cycle is made explicit here, so the test does not
+    depend on which wrapper is the process's first.
+    """
+    store = f"file://{tmp_path / 'store'}"
+    dist.init_process_group(
+        "gloo", init_method=store, rank=0, world_size=1, timeout=datetime.timedelta(seconds=30)
+    )
+
+    def train():
+        policy = ddp_policy(mlp())
+        policy(torch.randn(3, 4)).sum().backward()
+        policy.cycle = [policy]
+        return weakref.ref(policy)
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        wrapper = train()
+        assert wrapper() is not None  # still alive although nothing names it
+        shutdown()
+        assert wrapper() is None
+        assert not dist.is_initialized()
+    finally:
+        if gc_was_enabled:
+            gc.enable()

@@ -49,10 +49,11 @@ def ddp_policy(policy: nn.Module, **ddp_kwargs: Any) -> DistributedDataParallel:
 
     Returns:
         The wrapped policy, for ``torchbuf.learners.BC(...)``; :func:`unwrap_policy`
-        gives the original back (e.g. to save it). Let the wrapper go before
-        ``destroy_process_group()`` (train inside a function): a DDP reducer that
-        outlives its gloo group destroys it holding the GIL, which can deadlock
-        with gloo's worker thread (pytorch/pytorch#56297).
+        gives the original back (e.g. to save it). End the job with
+        :func:`torchbuf.distributed.launch.shutdown`, not
+        ``destroy_process_group()``: a DDP wrapper is freed by the garbage
+        collector, and one freed after its gloo group deadlocks
+        (pytorch/pytorch#56297).
 
     Raises:
         RuntimeError: ``torch.distributed`` is not initialized.

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from torchbuf.distributed.collectives import all_gather_transitions
 from torchbuf.distributed.ddp import ddp_policy
-from torchbuf.distributed.launch import RankInfo, env_seed, init_from_env
+from torchbuf.distributed.launch import RankInfo, env_seed, init_from_env, shutdown
 from torchbuf.distributed.loader import DistributedTransitionLoader
 from torchbuf.envs import TorchCartPole
 from torchbuf.experts import scripted_cartpole
@@ -129,8 +130,11 @@ def run_ddp_bc(config: DDPBCConfig) -> DDPBCSummary:
     info = init_from_env(config.backend, config.timeout)
     try:
         return _run(config, info)
+    except BaseException as exc:
+        traceback.clear_frames(exc.__traceback__)  # the failed frames hold the DDP wrapper
+        raise
     finally:
-        dist.destroy_process_group()
+        shutdown()
 
 
 def _run(config: DDPBCConfig, info: RankInfo) -> DDPBCSummary:

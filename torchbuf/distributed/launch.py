@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import os
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DEFAULT_TIMEOUT", "RankInfo", "env_seed", "init_from_env"]
+__all__ = ["DEFAULT_TIMEOUT", "RankInfo", "env_seed", "init_from_env", "shutdown"]
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 """How long a collective waits for the other ranks before it raises."""
@@ -79,6 +80,20 @@ def init_from_env(
             backend, init_method="tcp://127.0.0.1:0", rank=0, world_size=1, timeout=timeout
         )
     return RankInfo(dist.get_rank(), local_rank, dist.get_world_size(), device, backend)
+
+
+def shutdown() -> None:
+    """Destroys the default process group once no ``DistributedDataParallel`` outlives it.
+
+    A DDP wrapper sits in reference cycles, so it is freed by the garbage collector,
+    not when its last name goes. Freed after ``destroy_process_group()``, its reducer
+    destroys the gloo group while holding the GIL, which can deadlock with gloo's
+    worker thread (pytorch/pytorch#56297). Collecting garbage first frees every
+    wrapper nothing refers to any more; call this instead of
+    ``dist.destroy_process_group()`` once training is done.
+    """
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def env_seed(seed: int, n_envs: int, rank: int | None = None) -> int:
