@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.eval                       # every job, 3 seeds, into docs/
     python -m benchmarks.eval --jobs Pendulum-v1/torch --out docs   # rerun one job, keep the others
+    python -m benchmarks.eval --report-only                         # rewrite eval.md and plots
 
 Each job is the main job (:func:`torchbuf.demo.run_job`) for one env and backend,
 with seeds 0, 1, 2 and 50 evaluation episodes per policy and seed; the targets read
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -107,7 +109,9 @@ def check(target: Target, job: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _target_text(t: Target) -> str:
-    return f"≥ {t.at_least:g}" if t.at_least is not None else f"≥ expert − {t.of_expert:.0%} of |expert|"
+    if t.at_least is not None:
+        return f"≥ {t.at_least:g}"
+    return f"within {t.of_expert:.0%} of the expert's return"
 
 
 def targets_table(checks: list[dict[str, Any]]) -> str:
@@ -168,6 +172,45 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _tenths(values: list[float]) -> tuple[float, float]:
+    """Means of the last and the previous tenth of ``values`` (NaN-free)."""
+    k = max(1, len(values) // 10)
+    last, previous = values[-k:], values[-2 * k : -k] or values[-k:]
+    return sum(last) / len(last), sum(previous) / len(previous)
+
+
+def miss_notes(results: dict[str, Any]) -> str:
+    """For each missed target, per seed: the evaluation mean and the end of the training curve."""
+    notes = []
+    for c in results["targets"]:
+        if c.get("met") is not False:
+            continue
+        job = results["jobs"][c["job"]]
+        lines = [f"- **{c['name']}** (missed by {c['gap']:.1f}):"]
+        for s in job["seeds"]:
+            ev = sum(s["eval"][c["policy"]]["returns"]) / len(s["eval"][c["policy"]]["returns"])
+            if c["policy"] == "GAIL":
+                rets = [
+                    r["gen_return_mean"] for r in s["gail"]["rounds"] if math.isfinite(r["gen_return_mean"])
+                ]
+                last, prev = _tenths(rets)
+                curve = (
+                    f"generator return over its last tenth of rounds {last:.1f} (the tenth before {prev:.1f})"
+                )
+            else:
+                losses = s["bc"]["epoch_losses"]
+                curve = f"BC loss in the last epoch {losses[-1]:.3f} (first {losses[0]:.3f})"
+            lines.append(f"  - seed {s['seed']}: evaluation {ev:.1f}; {curve}.")
+        notes.append("\n".join(lines))
+    if not notes:
+        return ""
+    return (
+        "## Where a target is missed\n\n"
+        + "\n".join(notes)
+        + "\n\nWhy, and what would help: [Learners](learners.md#targets-make-eval).\n\n"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """``eval.md``: the targets table, then each job's tables and plot."""
     checks = results["targets"]
@@ -192,9 +235,26 @@ evaluation episodes of the three seeds; a target is met when that mean reaches t
 
 {targets_table(checks)}
 
-## Jobs
+{miss_notes(results)}## Jobs
 
 {chr(10).join(jobs)}"""
+
+
+ROUND_KEYS = ("gen_timesteps", "gen_return_mean", "disc_loss", "disc_acc_expert", "disc_acc_gen")
+"""The GAIL round statistics ``eval.json`` keeps (``torchbuf demo``'s results.json has them all)."""
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every float rounded to 4 decimals and GAIL rounds trimmed (a smaller ``eval.json``)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        if "gen_timesteps" in value:
+            value = {k: v for k, v in value.items() if k in ROUND_KEYS}
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs", help="folder for eval.json, eval.md and img/eval_*.png")
     p.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS), help="jobs to (re)run")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from --out's eval.json")
     p.add_argument("--device", default=default_device())
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
@@ -213,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     saved = out / "eval.json"
     jobs = json.loads(saved.read_text())["jobs"] if saved.exists() else {}
-    for name in args.jobs:
+    for name in [] if args.report_only else args.jobs:
         start = time.perf_counter()
         jobs[name] = {**run(name, args), "machine": machine()}
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -222,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "img").mkdir(parents=True, exist_ok=True)
     for name, job in jobs.items():
         learning_curves(job, out / "img" / f"{_stem(name)}.png")
-    (out / "eval.json").write_text(json.dumps(results, indent=1))
+    (out / "eval.json").write_text(json.dumps(_rounded(results), indent=None, separators=(",", ":")))
     (out / "eval.md").write_text(markdown(results))
     print(targets_table(results["targets"]))
     print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}")
