@@ -49,7 +49,7 @@ demo: $(VENV)/.demo-ok
 	$(PY) -m torchbuf demo
 
 # The learners' targets table (BC and GAIL on CartPole and Pendulum, 3 seeds x 50 episodes):
-# docs/eval.md, docs/eval.json and docs/img/eval_*.png. Not part of CI (about 15 minutes on 2 cores).
+# docs/eval.md, docs/eval.json and docs/img/eval_*.png. Not part of CI (about 22 minutes on 2 cores).
 eval: $(VENV)/.demo-ok
 	$(PY) -m benchmarks.eval --out docs
 
