@@ -2,7 +2,10 @@
 
 Multi-process tests fork two ranks from the test process (they inherit the
 imported modules, so a launch costs no import time) and join them over gloo
-through a ``FileStore`` in a temporary folder (no ports to collide). Each rank
+through a ``FileStore`` in a temporary folder (no ports to collide). A child
+forked from a process whose OpenMP pool has run hangs in its first parallel op,
+so ranks are forked single-threaded, from a parent whose pool has always run
+(as it has in a full test run, so the condition is the same in every run). Each rank
 saves what it saw; the assertions run here. Every launch has an outer deadline,
 and every process group a timeout, so a bug fails the test instead of hanging it.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import faulthandler
 import functools
 import gc
 import multiprocessing
@@ -63,8 +67,15 @@ def launch(fn, folder: Path, *, timeout_s: float = 30, env: dict[str, str] | Non
     """Runs ``fn(rank)`` in WORLD forked processes joined by a gloo group; returns exit codes."""
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_rank_main, args=(fn, r, folder, timeout_s, env)) for r in range(WORLD)]
-    for p in procs:
-        p.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.tanh(torch.ones(1 << 20))  # the OpenMP pool has run (a full test run does this somewhere)
+    torch.set_num_threads(1)  # else a forked child hangs in the parent's pool at its first parallel op
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        torch.set_num_threads(threads)
     deadline = time.monotonic() + DEADLINE_S
     for p in procs:
         p.join(max(0.0, deadline - time.monotonic()))
@@ -76,6 +87,7 @@ def launch(fn, folder: Path, *, timeout_s: float = 30, env: dict[str, str] | Non
 
 
 def _rank_main(fn, rank, folder, timeout_s, env):
+    faulthandler.dump_traceback_later(DEADLINE_S - 15)  # a hung rank shows where, before the kill
     try:
         if env is not None:  # torchrun's variables: the function sets up its own group
             os.environ.update({**env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
