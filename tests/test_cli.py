@@ -21,6 +21,7 @@ def test_demo_prints_table_and_writes_files(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["seeds"] == [3] and results["config"]["n_envs"] == 2
     assert results["config"]["budgets"]["expert_episodes"] == 2
+    assert results["config"]["gail_preset"]["ppo_kwargs"]["n_steps"] > 0  # the GAIL settings, recorded
     assert results["seeds"][0]["record"]["transitions"] == 1000
     assert (out / "results.md").read_text().count("| expert |") == 1
     assert str(out / "results.json") in printed

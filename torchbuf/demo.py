@@ -65,6 +65,7 @@ class JobResult:
                 "budgets": dataclasses.asdict(self.config.b),
                 "rollout_envs": self.config.rollout_envs,
                 "gail_envs": self.config.gail_envs,
+                "gail_preset": _preset_dict(self.config),
             },
             "seconds": self.seconds,
             "gail_status": self.seeds[0].gail.status,
@@ -115,6 +116,14 @@ def _run_seed(config: JobConfig, seed: int, progress: bool) -> SeedResult:
             with _bar(progress, seed, f"evaluate {name}", b.eval_episodes, "ep") as bar:
                 evals[name] = stages.evaluate(policy, config, eval_seed, bar)
     return SeedResult(seed, recording, bc, gail, evals)
+
+
+def _preset_dict(config: JobConfig) -> dict[str, Any] | None:
+    """The GAIL settings the job used (``None`` without a preset)."""
+    p = config.preset
+    if p is None:
+        return None
+    return {"ppo_kwargs": dict(p.ppo_kwargs), "gail_kwargs": dict(p.gail_kwargs), "preset_n_envs": p.n_envs}
 
 
 def _seed_dict(s: SeedResult) -> dict[str, Any]:
