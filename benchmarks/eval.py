@@ -134,7 +134,7 @@ def targets_table(checks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-QUICK = {"expert_episodes": 2, "bc_epochs": 1, "gail_steps": 2048, "eval_episodes": 2}
+QUICK = {"expert_episodes": 2, "bc_epochs": 1, "eval_episodes": 2}
 """``--quick``: a smoke run of the script with seed 0 only; its numbers mean nothing."""
 
 
@@ -144,11 +144,12 @@ def run(job_name: str, args: argparse.Namespace) -> dict[str, Any]:
     budgets = dataclasses.replace(DEFAULT_BUDGETS[env_id], eval_episodes=EVAL_EPISODES, **overrides)
     seeds = SEEDS
     if args.quick:
-        budgets = dataclasses.replace(
-            budgets, **{k: min(v, getattr(budgets, k) or v) for k, v in QUICK.items()}
-        )
+        budgets = dataclasses.replace(budgets, **{k: min(v, getattr(budgets, k)) for k, v in QUICK.items()})
         seeds = (0,)
     config = JobConfig(env_id, backend, device=args.device, seeds=seeds, budgets=budgets)
+    if args.quick and config.gail_steps:  # two GAIL rounds, whatever the preset's round is
+        budgets = dataclasses.replace(budgets, gail_steps=2 * config.gail_round_steps)
+        config = dataclasses.replace(config, budgets=budgets)
     return run_job(config, progress=not args.no_progress).to_dict()
 
 

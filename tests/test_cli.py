@@ -46,6 +46,10 @@ def test_demo_flags_choose_env_backend_device(tmp_path, capsys):
         (["--bc-epochs", "two"], "argument --bc-epochs: invalid _non_negative value: 'two'"),
         (["--device", "tpu9"], "argument --device: 'tpu9' is not a torch device"),
         (["--seeds"], "argument --seeds: expected at least one argument"),
+        (
+            ["--gail-steps", "100", "--n-envs", "2"],
+            "gail_steps=100 is less than one GAIL round (2 envs x 64 steps)",
+        ),
     ],
 )
 def test_bad_flags_fail_clearly(flags, message, capsys):

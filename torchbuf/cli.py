@@ -122,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ddp-bc":
         return int(args.run(args))
     torch.set_num_threads(args.threads)
-    result = run_job(config_from_args(args), progress=not args.no_progress).to_dict()
+    try:
+        config = config_from_args(args)
+    except ValueError as err:  # budgets that only make sense together, e.g. GAIL's rounds
+        sub.choices["demo"].error(str(err))
+    result = run_job(config, progress=not args.no_progress).to_dict()
     files = write_outputs(result, args.out)
     print(results_markdown(result))
     if "plot" not in files:

@@ -99,6 +99,8 @@ DEFAULT_BUDGETS = {
 }
 """Default budgets per env (Pendulum's episodes are 200 steps, CartPole's expert's 500)."""
 
+_SB3_PPO_N_STEPS = 2048  # SB3 PPO's default n_steps, where a preset does not set it
+
 DEFAULT_N_ENVS = 8
 """Envs of the recording and the evaluations unless ``n_envs`` is given."""
 
@@ -125,9 +127,9 @@ class JobConfig:
             ``gail_steps`` of ``None`` becomes the preset's (0 without a preset).
 
     Raises:
-        ValueError: an unknown env or backend, no seeds, a budget out of range, or
-            GAIL steps for an env and backend without a GAIL preset (the message
-            names the field).
+        ValueError: an unknown env or backend, no seeds, a budget out of range,
+            GAIL steps for an env and backend without a GAIL preset, or fewer GAIL
+            steps than one round (the message names the field).
     """
 
     env_id: str = "CartPole-v1"
@@ -158,6 +160,11 @@ class JobConfig:
             )
         object.__setattr__(self, "budgets", budgets)
         _check_budgets(self.b)
+        if 0 < self.gail_steps < self.gail_round_steps:
+            raise ValueError(
+                f"gail_steps={self.gail_steps} is less than one GAIL round "
+                f"({self.gail_envs} envs x {self.gail_round_steps // self.gail_envs} steps)"
+            )
 
     @property
     def b(self) -> Budgets:
@@ -174,6 +181,13 @@ class JobConfig:
     def gail_steps(self) -> int:
         """GAIL's generator env steps, resolved (0: no GAIL)."""
         return self.b.gail_steps or 0
+
+    @property
+    def gail_round_steps(self) -> int:
+        """Generator env steps of one GAIL round (one PPO rollout of every env); 0 without a preset."""
+        if self.preset is None:
+            return 0
+        return int(self.preset.ppo_kwargs.get("n_steps", _SB3_PPO_N_STEPS)) * self.gail_envs
 
     @property
     def rollout_envs(self) -> int:
