@@ -118,6 +118,22 @@ def test_box_actions_on_pendulum():
     assert out.shape == (5, 1) and out.dtype == torch.float32
 
 
+def test_bound_mean_keeps_the_gaussian_mean_inside_the_box():
+    env = TorchPendulum(4, seed=0)
+    bounded = PPO(env, n_steps=8, batch_size=16, seed=0, bound_mean=True)
+    free = PPO(env, n_steps=8, batch_size=16, seed=0)
+    for ppo in (bounded, free):  # an actor whose output is far outside [-2, 2]
+        torch.nn.init.constant_(ppo.policy.actor[-1].bias, 50.0)
+    obs = torch.zeros(3, 3)
+    with torch.no_grad():
+        mean_bounded, mean_free = bounded.policy._head(obs), free.policy._head(obs)
+    assert (mean_bounded <= 2.0).all() and (mean_bounded > 1.9).all()
+    assert (mean_free > 40).all()
+    samples, _ = bounded.policy.sample(obs.repeat(100, 1), bounded.generator)
+    assert (samples < 2.0).any()  # some samples stay inside the box: the policy can still learn there
+    bounded.learn(64)
+
+
 def test_trains_through_the_buffering_wrapper():
     env = VectorBufferingWrapper(TorchCartPole(4, seed=0))
     ppo = PPO(env, n_steps=8, batch_size=16, seed=0)

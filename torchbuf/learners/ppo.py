@@ -52,6 +52,10 @@ class ActorCritic(nn.Module):
         action_space: A Discrete or Box space of one env.
         net_arch: Hidden layer sizes of both MLPs.
         log_std_init: Initial ``log_std`` of a Gaussian policy.
+        bound_mean: Squash a Gaussian's mean into the action box
+            (``center + half_width * tanh``). Without it the mean can drift out of
+            the box, where every sample is clipped to the same action and the
+            policy stops exploring there.
 
     Raises:
         ValueError: a space of another kind.
@@ -63,6 +67,7 @@ class ActorCritic(nn.Module):
         action_space: gym.Space,
         net_arch: Sequence[int] = (64, 64),
         log_std_init: float = 0.0,
+        bound_mean: bool = False,
     ):
         super().__init__()
         if not isinstance(observation_space, spaces.Box):
@@ -70,6 +75,7 @@ class ActorCritic(nn.Module):
         if not isinstance(action_space, spaces.Discrete | spaces.Box):
             raise ValueError(f"action_space: PPO needs Discrete or Box, got {action_space}")
         self.discrete = isinstance(action_space, spaces.Discrete)
+        self.bound_mean = bound_mean and not self.discrete
         low: Any = 0.0
         high: Any = 0.0
         if isinstance(action_space, spaces.Discrete):
@@ -88,6 +94,14 @@ class ActorCritic(nn.Module):
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
+    def _head(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's output: logits, or the Gaussian's mean (squashed into the box with ``bound_mean``)."""
+        out = self.actor(_flat(obs))
+        if not self.bound_mean:
+            return out
+        low, high = self.low.flatten(), self.high.flatten()
+        return (high + low) / 2 + (high - low) / 2 * torch.tanh(out)
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values, shape ``(batch,)``."""
         return self.critic(_flat(obs)).squeeze(-1)
@@ -96,7 +110,7 @@ class ActorCritic(nn.Module):
         self, obs: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples actions and their log-probabilities (shape ``(batch,)``), no host read."""
-        out = self.actor(_flat(obs))
+        out = self._head(obs)
         if self.discrete:
             logp_all = torch.log_softmax(out, -1)
             u = torch.rand(out.shape, generator=generator, device=out.device).clamp_(1e-20, 1.0)
@@ -109,7 +123,7 @@ class ActorCritic(nn.Module):
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of ``actions`` and entropies, each shape ``(batch,)``."""
-        out = self.actor(_flat(obs))
+        out = self._head(obs)
         if self.discrete:
             logp_all = torch.log_softmax(out, -1)
             entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -121,7 +135,7 @@ class ActorCritic(nn.Module):
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely actions (in the env's form: clipped for Box spaces)."""
-        out = self.actor(_flat(obs))
+        out = self._head(obs)
         if self.discrete:
             return out.argmax(-1)
         return self.env_actions(out.reshape((-1, *self.action_shape)))
@@ -157,6 +171,8 @@ class PPO:
             env's first reset. ``None`` draws from torch's global generator.
         normalize_advantage: Normalise advantages per minibatch.
         log_std_init: Initial log standard deviation of a Gaussian policy.
+        bound_mean: Keep a Gaussian policy's mean inside the action box (see
+            :class:`ActorCritic`).
         device: Device of the policy and rollout; default: the env's ``device``
             attribute, else CPU.
 
@@ -190,6 +206,7 @@ class PPO:
         seed: int | None = None,
         normalize_advantage: bool = True,
         log_std_init: float = 0.0,
+        bound_mean: bool = False,
         device: torch.device | str | None = None,
     ):
         for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("n_epochs", n_epochs)):
@@ -205,7 +222,7 @@ class PPO:
         self.env = env
         self.num_envs = int(env.num_envs)
         self.num_timesteps = 0
-        self.policy = _build_policy(env, net_arch, log_std_init, seed).to(self.device)
+        self.policy = _build_policy(env, net_arch, log_std_init, bound_mean, seed).to(self.device)
         self.optimizer = _make_optimizer(self.policy, torch.optim.Adam, {"lr": learning_rate, "eps": 1e-5})
         self.generator = _generator(self.device, seed)
         self._rollout = _Rollout(
@@ -454,12 +471,16 @@ def _env_device(env: Any) -> torch.device:
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
-def _build_policy(env: Any, net_arch: Sequence[int], log_std_init: float, seed: int | None) -> ActorCritic:
+def _build_policy(
+    env: Any, net_arch: Sequence[int], log_std_init: float, bound_mean: bool, seed: int | None
+) -> ActorCritic:
     """Builds the actor-critic on the CPU, its initialisation seeded without touching global RNG."""
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return ActorCritic(env.single_observation_space, env.single_action_space, net_arch, log_std_init)
+        return ActorCritic(
+            env.single_observation_space, env.single_action_space, net_arch, log_std_init, bound_mean
+        )
 
 
 def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:

@@ -128,25 +128,18 @@ GAIL_PRESETS: Mapping[tuple[str, Backend], GAILPreset] = MappingProxyType(
             "Pendulum-v1",
             "torch",
             n_envs=16,
-            total=400_000,
-            # n_steps = the episode length: every rollout holds whole episodes of every env
-            ppo={"n_steps": 200, "batch_size": 400, "n_epochs": 10, "gamma": 0.9, "learning_rate": 5e-4},
-            gail={"demo_batch_size": 512, "n_disc_updates_per_round": 4, "disc_lr": 1e-3},
-        ),
-        ("Pendulum-v1", "sb3"): _preset(
-            "Pendulum-v1",
-            "sb3",
-            n_envs=4,
-            total=300_000,
-            # rl-baselines3-zoo's PPO settings for Pendulum-v1 (without its normalisation wrapper)
+            total=500_000,
+            # n_steps = the episode length: every rollout holds whole episodes of every env;
+            # bound_mean: a mean beyond the torque limit would stop exploring there (all samples clip)
             ppo={
-                "n_steps": 1024,
-                "gae_lambda": 0.95,
-                "gamma": 0.9,
+                "n_steps": 200,
+                "batch_size": 400,
                 "n_epochs": 10,
-                "learning_rate": 1e-3,
-                "use_sde": True,
-                "sde_sample_freq": 4,
+                "gamma": 0.95,
+                "gae_lambda": 0.9,
+                "learning_rate": 3e-4,
+                "net_arch": (128, 128),
+                "bound_mean": True,
             },
             gail={"demo_batch_size": 512, "n_disc_updates_per_round": 4, "disc_lr": 1e-3},
         ),
