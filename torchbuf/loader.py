@@ -95,7 +95,7 @@ class TransitionLoader:
         if self.batches_per_epoch == 0:
             raise ValueError(f"{self.epoch_length} transitions are fewer than a batch of {batch_size}")
         self.device = _device_of(next(iter(self.data.values())))
-        self.generator = generator if generator is not None else _generator(self.device, seed)
+        self.generator = generator if generator is not None else device_generator(self.device, seed)
 
     @property
     def epoch_length(self) -> int:
@@ -216,8 +216,16 @@ def _device_of(value: Obs) -> torch.device:
     return torch.device(value.device)  # type: ignore[arg-type]
 
 
-def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
-    """A generator on ``device`` (``None`` on ``meta``, which has none)."""
+def device_generator(device: torch.device, seed: int | None) -> torch.Generator | None:
+    """A seeded generator on ``device`` (``None`` on ``meta``, which has none).
+
+    Args:
+        device: Where the generator draws.
+        seed: Its seed; ``None`` draws one from torch's global generator.
+
+    Returns:
+        The generator, or ``None`` on ``meta``.
+    """
     if device.type == "meta":
         return None
     if seed is None:

@@ -34,10 +34,10 @@ from torch.nn import functional as F
 
 from torchbuf.buffering import PopAPI
 from torchbuf.learners.bc import _make_optimizer
-from torchbuf.learners.ppo import PPO, _generator
+from torchbuf.learners.ppo import PPO
 from torchbuf.learners.reward_nets import BasicRewardNet, gail_reward
 from torchbuf.learners.reward_wrapper import RewardVecEnvWrapper
-from torchbuf.loader import TransitionLoader
+from torchbuf.loader import TransitionLoader, device_generator
 from torchbuf.rollout import _predict_on_device, flatten_trajectories
 from torchbuf.types import Obs, Trajectory, Transitions
 from torchbuf.vector import VectorBufferingWrapper
@@ -124,7 +124,7 @@ class GAIL:
         self.demo_batch_size, self.n_disc_updates_per_round = demo_batch_size, n_disc_updates_per_round
         self.reward_net = (reward_net or _seeded_net(obs_space, act_space, seed)).to(self.device)
         self.disc_optimizer = _make_optimizer(self.reward_net, torch.optim.Adam, {"lr": disc_lr})
-        self.generator = _generator(self.device, seed)
+        self.generator = device_generator(self.device, seed)
         loader = TransitionLoader(self.expert, demo_batch_size, epochs=None, generator=self.generator)
         self._expert_batches = iter(loader)
         self.venv_buffering, self.venv_train = self._wrap(venv)

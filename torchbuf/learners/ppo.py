@@ -27,6 +27,7 @@ from torch import nn
 
 from torchbuf.adapters.gymnasium import Autoreset, autoreset_mode
 from torchbuf.learners.bc import _make_optimizer
+from torchbuf.loader import device_generator
 
 __all__ = ["PPO", "ActorCritic", "RewardFn"]
 
@@ -224,7 +225,7 @@ class PPO:
         self.num_timesteps = 0
         self.policy = _build_policy(env, net_arch, log_std_init, bound_mean, seed).to(self.device)
         self.optimizer = _make_optimizer(self.policy, torch.optim.Adam, {"lr": learning_rate, "eps": 1e-5})
-        self.generator = _generator(self.device, seed)
+        self.generator = device_generator(self.device, seed)
         self._rollout = _Rollout(
             n_steps, self.num_envs, env.single_observation_space, self.policy, self.device
         )
@@ -481,15 +482,6 @@ def _build_policy(
         return ActorCritic(
             env.single_observation_space, env.single_action_space, net_arch, log_std_init, bound_mean
         )
-
-
-def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
-    """The sampling generator on ``device`` (``None`` on ``meta``, which has none)."""
-    if device.type == "meta":
-        return None
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, ()))
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float) -> nn.Sequential:
