@@ -622,6 +622,23 @@ def test_saving_into_a_read_only_directory_raises_and_keeps_the_old_save(tmp_pat
     assert_batches_equal(io.load(parent / "save"), _big_batch(4, value=1.0))
 
 
+def test_saving_where_the_os_refuses_to_write_raises_and_keeps_the_old_save(tmp_path, monkeypatch):
+    """The read-only case where the test runs as root (which a mode cannot stop): the
+    OS's refusal is emulated where the save first writes, its temporary directory."""
+    path = tmp_path / "save"
+    io.save(path, _big_batch(4, value=1.0))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(PermissionError, match=f"cannot save to {path}"):
+        io.save(path, _big_batch(5))
+    monkeypatch.undo()
+    assert not _temp_dirs(path)
+    assert_batches_equal(io.load(path), _big_batch(4, value=1.0))
+
+
 def test_state_dict_restores_a_wrapper_in_memory_and_save_checkpoint_rejects_other_objects(tmp_path):
     make = lambda: BufferingWrapper(_sb3_env("dict", "discrete", [([2, 3], [False, True])] * 2))  # noqa: E731
     venv = make()
