@@ -19,13 +19,13 @@ import dataclasses
 import datetime
 import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.machine import cpu_model
 from torchbuf.demo import run_job
 from torchbuf.pipeline import DEFAULT_BUDGETS, JobConfig, default_device
 from torchbuf.plots import learning_curves
@@ -159,14 +159,8 @@ def _stem(job_name: str) -> str:
 
 def machine() -> dict[str, Any]:
     """Where and when the evaluation ran."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -35,6 +35,7 @@ from torch.utils.benchmark.utils.common import TaskSpec
 
 from benchmarks.bc import bc_rows
 from benchmarks.envs import OBS_KINDS, make_env, raw_obs_bytes
+from benchmarks.machine import cpu_model
 from benchmarks.peers import PEERS, available, make_peer
 
 N_ENVS = (8, 64, 256, 1024, 4096)
@@ -263,12 +264,7 @@ def _storage_peer(peer_name: str, env: str, window: int) -> Any:
 # ------------------------------------------------------------------ machine, main
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, library versions and date of this run."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for mod in ("tensordict", "gymnasium", "stable_baselines3", "imitation", "torchrl"):
