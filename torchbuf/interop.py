@@ -26,6 +26,7 @@ neither. So the distinction survives a round trip exactly when the infos carry i
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -52,14 +53,28 @@ def imitation_types() -> ModuleType:
     Raises:
         ImportError: imitation is not installed.
     """
+    return imitation_module("imitation.data.types")
+
+
+def imitation_module(name: str) -> ModuleType:
+    """Imports ``name``, a module of imitation or of its dependencies (e.g. ``datasets``).
+
+    Args:
+        name: The module's dotted name.
+
+    Returns:
+        The module.
+
+    Raises:
+        ImportError: it is not installed; the message names torchbuf's ``imitation`` extra.
+    """
     try:
-        from imitation.data import types
+        return importlib.import_module(name)
     except ImportError as err:
         raise ImportError(
-            "converting to or from imitation's types needs the optional dependency imitation: "
+            f"{name} is needed to convert to or from imitation's types and files: "
             "pip install 'torchbuf[imitation]'"
         ) from err
-    return types
 
 
 # --------------------------------------------------------------------- outwards

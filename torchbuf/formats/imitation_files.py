@@ -29,13 +29,11 @@ Loading a pickle or npz file unpickles it: load only files you trust.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import pickle
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -43,7 +41,13 @@ import torch
 
 from torchbuf import atomic
 from torchbuf.formats.ends import check_end, host_flags, is_dict
-from torchbuf.interop import TRUNCATED_KEY, trajectory_from_imitation, trajectory_to_imitation
+from torchbuf.infolog import object_array
+from torchbuf.interop import (
+    TRUNCATED_KEY,
+    imitation_module,
+    trajectory_from_imitation,
+    trajectory_to_imitation,
+)
 from torchbuf.types import Trajectory
 
 IMITATION_FORMATS = ("datasets", "npz", "pickle")
@@ -102,7 +106,7 @@ def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[T
         FileNotFoundError: nothing at ``path``.
         ValueError: the file is not one of imitation's trajectory formats.
     """
-    serialize = _imitation_module("imitation.data.serialize")
+    serialize = imitation_module("imitation.data.serialize")
     if not os.path.exists(path):
         raise FileNotFoundError(2, "no imitation trajectories here", str(path))
     if os.path.isdir(path):
@@ -165,7 +169,7 @@ def _check_dict_obs(traj: Any, index: int, fmt: str) -> None:
 def _write_datasets(path: Path, trajs: list[Any]) -> None:
     if not trajs:
         raise ValueError("imitation's datasets format cannot hold zero trajectories (it fails to load)")
-    serialize = _imitation_module("imitation.data.serialize")
+    serialize = imitation_module("imitation.data.serialize")
     with atomic.replacing_dir(path) as tmp:
         serialize.save(tmp, trajs)
 
@@ -176,7 +180,7 @@ def _write_npz(path: Path, trajs: list[Any]) -> None:
     condensed: dict[str, Any] = {
         "obs": _concat([t.obs for t in trajs]),
         "acts": _concat([t.acts for t in trajs]),
-        "infos": _concat([_object_array(t.infos, len(t)) for t in trajs], dtype=object),
+        "infos": _concat([_infos(t) for t in trajs], dtype=object),
         "terminal": np.array([t.terminal for t in trajs], dtype=bool),
         "indices": np.cumsum(lengths[:-1], dtype=np.int64),
     }
@@ -202,10 +206,9 @@ def _concat(arrays: list[np.ndarray], dtype: Any = None) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
-def _object_array(infos: Any, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=object)
-    out[:] = [{} for _ in range(n)] if infos is None else list(infos)
-    return out
+def _infos(traj: Any) -> np.ndarray:
+    """A trajectory's infos as an object array, one fresh ``{}`` per step where none were kept."""
+    return object_array([{} for _ in range(len(traj))] if traj.infos is None else list(traj.infos))
 
 
 # ------------------------------------------------------------------------- inwards
@@ -216,9 +219,9 @@ def _read_datasets(path: Path) -> list[Any]:
     seconds per image trajectory); the Arrow columns hold the recorded dtypes, so
     they are reshaped instead. Infos are decoded with jsonpickle, as imitation does.
     """
-    datasets = _imitation_module("datasets")
-    jsonpickle = _imitation_module("jsonpickle")
-    types = _imitation_module("imitation.data.types")
+    datasets = imitation_module("datasets")
+    jsonpickle = imitation_module("jsonpickle")
+    types = imitation_module("imitation.data.types")
     table = datasets.load_from_disk(str(path)).with_format("arrow")[:]
     columns = {
         name: _rows(table.column(name)) for name in ("obs", "acts", "rews") if name in table.column_names
@@ -232,7 +235,7 @@ def _read_datasets(path: Path) -> list[Any]:
     return [
         cls(
             **{name: rows[i] for name, rows in columns.items()},
-            infos=_object_array(decoded[i], len(decoded[i])),
+            infos=object_array(decoded[i]),
             terminal=bool(terminal[i]),
         )
         for i in range(table.num_rows)
@@ -252,13 +255,3 @@ def _rows(column: Any) -> list[np.ndarray]:
         values = values.flatten()
     steps = values.to_numpy(zero_copy_only=False).reshape(-1, *inner)
     return [steps[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
-def _imitation_module(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        raise ImportError(
-            "reading or writing imitation's trajectory files needs the optional dependency "
-            "imitation: pip install 'torchbuf[imitation]'"
-        ) from err
