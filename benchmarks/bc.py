@@ -28,7 +28,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs.experts import scripted_cartpole
 from torchbuf.learners import BC
 from torchbuf.loader import TransitionLoader
 from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until

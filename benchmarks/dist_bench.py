@@ -39,7 +39,7 @@ from torchbuf import BufferingWrapper, VectorBufferingWrapper
 from torchbuf.distributed import all_gather_transitions, gather_transitions
 from torchbuf.distributed.launch import env_seed, init_from_env
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs.experts import scripted_cartpole
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (n_envs per rank, steps per rank)

@@ -6,7 +6,7 @@ Usage::
     python -m benchmarks.eval --jobs Pendulum-v1/torch --out docs   # rerun one job, keep the others
     python -m benchmarks.eval --report-only                         # rewrite eval.md and plots
 
-Each job is the main job (:func:`torchbuf.demo.run_job`) for one env and backend,
+Each job is the main job (:func:`torchbuf.app.demo.run_job`) for one env and backend,
 with seeds 0, 1, 2 and 50 evaluation episodes per policy and seed; the targets read
 its evaluations. A target is met when the mean return over all evaluation episodes
 of the three seeds reaches it; the per-seed means are listed beside it.
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from benchmarks.machine import cpu_model
-from torchbuf.demo import run_job
-from torchbuf.pipeline import DEFAULT_BUDGETS, JobConfig, default_device
-from torchbuf.plots import learning_curves
-from torchbuf.report import policy_rows, results_markdown
+from torchbuf.app.demo import run_job
+from torchbuf.app.pipeline import DEFAULT_BUDGETS, JobConfig, default_device
+from torchbuf.app.plots import learning_curves
+from torchbuf.app.report import policy_rows, results_markdown
 
 SEEDS = (0, 1, 2)
 EVAL_EPISODES = 50

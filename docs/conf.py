@@ -35,7 +35,7 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": True}
 autodoc_class_signature = "mixed"
 autoclass_content = "class"
-# imitation is optional: torchbuf.compat.imitation and torchbuf.interop import it.
+# imitation is optional: torchbuf.compat.imitation and torchbuf.data.imitation import it.
 autodoc_mock_imports = ["imitation"]
 autosummary_generate = False
 

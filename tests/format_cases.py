@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, stack_obs
 from torchbuf import Trajectory, TrajectoryWithRew
-from torchbuf.convert import obs_to_tensors
+from torchbuf.data.convert import obs_to_tensors
 
 CPU = torch.device("cpu")
 ENDS = ["running", "terminated", "truncated"]

@@ -12,7 +12,7 @@ from torch.distributions import Independent, Normal
 
 from tests.synccount import count_ops
 from torchbuf.envs import TorchCartPole, TorchPendulum
-from torchbuf.experts import scripted_cartpole, scripted_pendulum
+from torchbuf.envs.experts import scripted_cartpole, scripted_pendulum
 from torchbuf.learners import BC
 from torchbuf.loader import TransitionLoader
 from torchbuf.rollout import generate_trajectories, make_sample_until, rollout_stats

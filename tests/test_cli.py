@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from torchbuf.cli import main
+from torchbuf.app.cli import main
 
 TINY = ["--expert-episodes", "2", "--bc-epochs", "1", "--gail-steps", "0", "--eval-episodes", "2"]
 

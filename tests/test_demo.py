@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from torchbuf import pipeline
-from torchbuf.demo import POLICIES, run_job
+from torchbuf.app import pipeline
+from torchbuf.app.demo import POLICIES, run_job
+from torchbuf.app.pipeline import Budgets, JobConfig
+from torchbuf.app.report import policy_rows, results_table, stages_table, write_outputs
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
-from torchbuf.pipeline import Budgets, JobConfig
-from torchbuf.report import policy_rows, results_table, stages_table, write_outputs
+from torchbuf.envs.experts import scripted_cartpole
 from torchbuf.rollout import generate_trajectories, make_sample_until, rollout_stats
 
 TINY = Budgets(expert_episodes=2, bc_epochs=2, gail_steps=0, eval_episodes=2)

@@ -37,7 +37,8 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, assert_obs_equal
-from torchbuf import BufferingWrapper, TransitionsWithRew, VectorBufferingWrapper, cli
+from torchbuf import BufferingWrapper, TransitionsWithRew, VectorBufferingWrapper
+from torchbuf.app import cli
 from torchbuf.distributed import (
     CollectiveError,
     all_gather_trajectories,
@@ -51,7 +52,7 @@ from torchbuf.distributed.job import DDPBCConfig, run_ddp_bc
 from torchbuf.distributed.launch import env_seed, shutdown
 from torchbuf.distributed.loader import DistributedTransitionLoader
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs.experts import scripted_cartpole
 from torchbuf.learners import BC, GAIL, PPO
 from torchbuf.learners.reward_nets import BasicRewardNet
 

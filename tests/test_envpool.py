@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import assert_obs_equal
 from tests.reference import ListRecorder
-from torchbuf.vector import VectorBufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 envpool = pytest.importorskip(
     "envpool", reason="envpool is not installed (extra 'envpool'; gymnasium >= 1.0)"

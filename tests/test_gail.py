@@ -12,13 +12,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.synccount import count_ops
 from torchbuf import BufferingWrapper, VectorBufferingWrapper
+from torchbuf.data.types import Transitions
 from torchbuf.envs import TorchCartPole, TorchPendulum
-from torchbuf.experts import EXPERTS, scripted_cartpole
+from torchbuf.envs.experts import EXPERTS, scripted_cartpole
 from torchbuf.learners import GAIL, PPO
 from torchbuf.learners.presets import GAIL_PRESETS, gail_preset
 from torchbuf.learners.reward_nets import BasicRewardNet, gail_reward
 from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until
-from torchbuf.types import Transitions
 
 
 @pytest.fixture(scope="module")

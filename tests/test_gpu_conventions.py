@@ -24,7 +24,7 @@ from tests.helpers import assert_obs_equal, to_numpy
 from tests.reference import ListRecorder
 from tests.synccount import count_ops
 from torchbuf.envs import TorchCartPole
-from torchbuf.vector import VectorBufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 
 class ManiSkillStyle(TorchCartPole):

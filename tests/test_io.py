@@ -32,13 +32,12 @@ from torchbuf import (
     TrajectoryWithRew,
     Transitions,
     TransitionsWithRew,
-    atomic,
     io,
-    savedir,
 )
-from torchbuf.convert import obs_to_tensors
-from torchbuf.savedir import CorruptSaveError
-from torchbuf.vector import VectorBufferingWrapper
+from torchbuf.data.convert import obs_to_tensors
+from torchbuf.io import atomic, savedir
+from torchbuf.io.savedir import CorruptSaveError
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 CPU = torch.device("cpu")
 GYM1 = not gym.__version__.startswith("0.")
@@ -409,7 +408,7 @@ def _temp_dirs(path):
     return list(Path(path).parent.glob(f".{Path(path).name}.tmp-*"))
 
 
-@pytest.mark.parametrize("pause_at", ["torchbuf.savedir:_digest", "torchbuf.atomic:_move_in"])
+@pytest.mark.parametrize("pause_at", ["torchbuf.io.savedir:_digest", "torchbuf.io.atomic:_move_in"])
 def test_a_writer_killed_mid_save_leaves_the_previous_save_intact(tmp_path, pause_at):
     """``_digest``: files written, none committed; ``_move_in``: the old save already renamed aside."""
     path = tmp_path / "save"

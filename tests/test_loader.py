@@ -14,7 +14,7 @@ from tensordict import TensorDict, TensorDictBase
 from tests.synccount import count_ops
 from torchbuf import BufferingWrapper
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs.experts import scripted_cartpole
 from torchbuf.loader import IMITATION_KEYS, TransitionLoader
 from torchbuf.rollout import generate_trajectories, make_sample_until
 

@@ -12,10 +12,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv
 from torchbuf import BufferingWrapper, VectorBufferingWrapper
+from torchbuf.data.types import Transitions, TransitionsWithRew
 from torchbuf.envs import TorchCartPole, TorchPendulum
-from torchbuf.experts import scripted_cartpole, scripted_pendulum
+from torchbuf.envs.experts import scripted_cartpole, scripted_pendulum
 from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until, rollout_stats
-from torchbuf.types import Transitions, TransitionsWithRew
 
 IMITATION_STAT_KEYS = {"n_traj"} | {
     f"{d}_{s}" for d in ("return", "len") for s in ("min", "mean", "std", "max")

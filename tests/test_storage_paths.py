@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv
 from torchbuf import BufferingWrapper
-from torchbuf import storage as storage_module
+from torchbuf.buffer import storage as storage_module
 
 
 def _run(obs_key):

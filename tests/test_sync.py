@@ -11,8 +11,8 @@ from tensordict import TensorDict
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv
 from tests.synccount import count_ops
 from torchbuf import BufferingWrapper
-from torchbuf.record import StepRecord
-from torchbuf.recorder import Recorder
+from torchbuf.buffer.record import StepRecord
+from torchbuf.buffer.recorder import Recorder
 
 
 def _record(n, device, t, with_dict=True, host_dones=False):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.checks import check_trajectories, check_transitions
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, index_obs, stack_obs
 from tests.reference import ListRecorder
-from torchbuf.vector import VectorBufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 GYM1 = not gym.__version__.startswith("0.")
 MODES = ["NextStep", "SameStep", "Disabled"] if GYM1 else ["SameStep"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from torchbuf.cli import main
+from torchbuf.app.cli import main
 
 sys.exit(main())

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from torchbuf.convert import obs_to_tensors
+from torchbuf.data.convert import obs_to_tensors
+from torchbuf.data.types import Obs, Trajectory, Transitions, obs_len
 from torchbuf.rollout import flatten_trajectories
-from torchbuf.types import Obs, Trajectory, Transitions, obs_len
 
 __all__ = ["IMITATION_KEYS", "TransitionLoader", "imitation_batches"]
 
@@ -43,7 +43,7 @@ class TransitionLoader:
     ``shuffle=False`` where they are slices.
 
     Args:
-        transitions: A :class:`~torchbuf.types.Transitions` batch (e.g. from
+        transitions: A :class:`~torchbuf.data.types.Transitions` batch (e.g. from
             ``pop_transitions()``), a sequence of trajectories (flattened with
             :func:`torchbuf.rollout.flatten_trajectories`), or a mapping from keys to
             tensors / TensorDicts / arrays with one leading dimension.
@@ -168,7 +168,7 @@ class _ImitationBatches:
         self.batches, self.separator = batches, separator
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from torchbuf.interop import obs_to_imitation
+        from torchbuf.data.imitation import obs_to_imitation
 
         for batch in self.batches:
             yield {

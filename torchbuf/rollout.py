@@ -1,7 +1,7 @@
 """Rollout helpers: torch-native counterparts of ``imitation.data.rollout``.
 
 :func:`generate_trajectories` runs a policy in a vectorized env through a buffering
-wrapper and returns complete episodes as :class:`~torchbuf.types.TrajectoryWithRew`
+wrapper and returns complete episodes as :class:`~torchbuf.data.types.TrajectoryWithRew`
 (tensors on the storage device); :func:`make_sample_until` builds its stopping
 rule; :func:`rollout_stats` summarises episodes with imitation's keys;
 :func:`flatten_trajectories` concatenates episodes into one transitions batch.
@@ -24,12 +24,11 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from tensordict import TensorDictBase
 
-from torchbuf.buffering import PopAPI
-from torchbuf.convert import obs_to_numpy, obs_to_tensors
-from torchbuf.infolog import object_array
-from torchbuf.types import Obs, Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
-from torchbuf.vector import VectorBufferingWrapper
-from torchbuf.wrappers import BufferingWrapper
+from torchbuf.buffer.popapi import PopAPI
+from torchbuf.data.convert import object_array, obs_to_numpy, obs_to_tensors
+from torchbuf.data.types import Obs, Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
+from torchbuf.wrappers.sb3 import BufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 __all__ = [
     "AnyPolicy",
@@ -149,7 +148,7 @@ def generate_trajectories(
 
     Examples:
         >>> from torchbuf.envs import TorchCartPole
-        >>> from torchbuf.experts import scripted_cartpole
+        >>> from torchbuf.envs.experts import scripted_cartpole
         >>> trajs = generate_trajectories(
         ...     scripted_cartpole, TorchCartPole(4, seed=0), make_sample_until(min_episodes=4)
         ... )

@@ -17,7 +17,7 @@ from imitation.data import rollout as im_rollout  # noqa: E402
 
 from tests.helpers import assert_obs_equal  # noqa: E402
 from torchbuf.envs import TorchCartPole  # noqa: E402
-from torchbuf.experts import scripted_cartpole  # noqa: E402
+from torchbuf.envs.experts import scripted_cartpole  # noqa: E402
 from torchbuf.learners import BC  # noqa: E402
 from torchbuf.loader import TransitionLoader, imitation_batches  # noqa: E402
 from torchbuf.rollout import flatten_trajectories, generate_trajectories, make_sample_until, rollout_stats  # noqa: E402

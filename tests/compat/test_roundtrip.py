@@ -10,7 +10,8 @@ from tensordict import TensorDict, TensorDictBase
 pytest.importorskip("imitation", reason="imitation is not installed (the compat environment has 1.0.1)")
 from imitation.data import types as im  # noqa: E402
 
-from torchbuf import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew, interop  # noqa: E402
+from torchbuf import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew  # noqa: E402
+from torchbuf.compat.imitation import from_imitation  # noqa: E402
 
 GEN = torch.Generator().manual_seed(0)
 
@@ -194,7 +195,7 @@ def test_infos_none_stays_none_for_trajectories():
 
 def test_list_of_trajectories():
     trajs = [_trajectory("box", n=n) for n in (1, 3, 2)]
-    back = interop.from_imitation([t.to_imitation() for t in trajs])
+    back = from_imitation([t.to_imitation() for t in trajs])
     assert isinstance(back, list) and len(back) == 3
     for b, t in zip(back, trajs, strict=True):
         assert_batch_equal(b, t)
@@ -283,4 +284,4 @@ def test_wrong_class_is_a_type_error():
     with pytest.raises(TypeError, match="not a TrajectoryWithRew"):
         TrajectoryWithRew.from_imitation(_trajectory("box", rews=False).to_imitation())
     with pytest.raises(TypeError, match="from_imitation expects"):
-        interop.from_imitation({"obs": np.zeros(3)})
+        from_imitation({"obs": np.zeros(3)})

@@ -25,8 +25,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from torchbuf.convert import cast_like, obs_to_tensors, stack_obs
-from torchbuf.types import Obs
+from torchbuf.data.convert import cast_like, obs_to_tensors, stack_obs
+from torchbuf.data.types import Obs
 
 FINAL_KEYS = (("final_obs", "_final_obs"), ("final_observation", "_final_observation"))
 # Keys whose content the buffer stores already; not kept again in infos.

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchbuf.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
-from torchbuf.record import StepRecord
+from torchbuf.buffer.record import StepRecord
+from torchbuf.data.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
 
 
 def sb3_record(

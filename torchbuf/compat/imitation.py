@@ -25,15 +25,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torchbuf
-from torchbuf.interop import imitation_types
-from torchbuf.wrappers import RolloutInfoWrapper
+from torchbuf.data.imitation import imitation_types
+from torchbuf.data.types import from_imitation
+from torchbuf.wrappers.sb3 import RolloutInfoWrapper
 
 if TYPE_CHECKING:
     from imitation.data import types
 
 imitation_types()  # fail at import, with a clear message, when imitation is missing
 
-__all__ = ["BufferingWrapper", "RolloutInfoWrapper"]
+__all__ = ["BufferingWrapper", "RolloutInfoWrapper", "from_imitation"]
 
 
 class BufferingWrapper(torchbuf.BufferingWrapper):

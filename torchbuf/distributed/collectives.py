@@ -38,9 +38,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 
-from torchbuf.infolog import object_array
-from torchbuf.trajectories import Trajectories, pack
-from torchbuf.types import Obs, TrajectoryWithRew, Transitions
+from torchbuf.data.convert import object_array
+from torchbuf.data.trajectories import Trajectories, pack
+from torchbuf.data.types import Obs, TrajectoryWithRew, Transitions
 
 __all__ = [
     "CollectiveError",
@@ -162,7 +162,7 @@ def gather_trajectories(
             the backend's device); otherwise the trajectories' device.
 
     Returns:
-        On the receiving ranks, a :class:`~torchbuf.trajectories.Trajectories`
+        On the receiving ranks, a :class:`~torchbuf.data.trajectories.Trajectories`
         with rank 0's trajectories first, then rank 1's, and so on (``[]`` when no
         rank had one); ``None`` on the other ranks.
 

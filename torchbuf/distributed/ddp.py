@@ -30,7 +30,7 @@ from torch import nn
 from torch.distributions import Distribution
 from torch.nn.parallel import DistributedDataParallel
 
-from torchbuf.types import Obs
+from torchbuf.data.types import Obs
 
 __all__ = ["PolicyDistribution", "ddp_policy", "unwrap_policy"]
 

@@ -30,17 +30,17 @@ import torch.distributed as dist
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
+from torchbuf.data.types import TransitionsWithRew
 from torchbuf.distributed.collectives import all_gather_transitions
 from torchbuf.distributed.ddp import ddp_policy
 from torchbuf.distributed.launch import RankInfo, env_seed, init_from_env, shutdown
 from torchbuf.distributed.loader import DistributedTransitionLoader
 from torchbuf.envs import TorchCartPole
-from torchbuf.experts import scripted_cartpole
+from torchbuf.envs.experts import scripted_cartpole
 from torchbuf.learners import BC
 from torchbuf.rollout import generate_trajectories, make_sample_until, rollout_stats
-from torchbuf.types import TransitionsWithRew
-from torchbuf.vector import VectorBufferingWrapper
-from torchbuf.wrappers import BufferingWrapper
+from torchbuf.wrappers.sb3 import BufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 __all__ = ["DDPBCConfig", "DDPBCSummary", "add_parser", "main", "run_ddp_bc"]
 

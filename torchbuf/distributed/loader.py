@@ -17,9 +17,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from torchbuf.data.types import Trajectory, Transitions
 from torchbuf.distributed.collectives import Group, exchange_counts
 from torchbuf.loader import TransitionLoader
-from torchbuf.types import Trajectory, Transitions
 
 __all__ = ["DistributedTransitionLoader"]
 
@@ -41,7 +41,7 @@ class DistributedTransitionLoader(TransitionLoader):
 
     Args:
         transitions: The same data on every rank: a
-            :class:`~torchbuf.types.Transitions` batch, trajectories, or a mapping
+            :class:`~torchbuf.data.types.Transitions` batch, trajectories, or a mapping
             of tensors (see :class:`~torchbuf.loader.TransitionLoader`).
         batch_size: Transitions per batch on this rank (the global batch is
             ``world_size`` times larger).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tensordict import TensorDictBase
 
-from torchbuf.types import Obs, Trajectory
+from torchbuf.data.types import Obs, Trajectory
 
 
 def host_flags(traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:

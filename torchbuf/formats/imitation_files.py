@@ -19,7 +19,7 @@ imitation keeps no ``terminated`` / ``truncated``: a trajectory ends with
 ``terminal`` only. On the way out, a truncated end is recorded as SB3 does it, with
 ``info["TimeLimit.truncated"] = True`` on the last step (added to a copy of that
 info where missing); on the way in, a terminal trajectory's last step is truncated
-where its info says so and terminated otherwise (see :mod:`torchbuf.interop`).
+where its info says so and terminated otherwise (see :mod:`torchbuf.data.imitation`).
 Trajectories that this cannot express exactly are refused with a ``ValueError``
 (see :func:`torchbuf.formats.ends.check_end`).
 
@@ -39,16 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchbuf import atomic
+from torchbuf.data.convert import object_array
+from torchbuf.data.imitation import TRUNCATED_KEY, imitation_module
+from torchbuf.data.types import Trajectory
 from torchbuf.formats.ends import check_end, host_flags, is_dict
-from torchbuf.infolog import object_array
-from torchbuf.interop import (
-    TRUNCATED_KEY,
-    imitation_module,
-    trajectory_from_imitation,
-    trajectory_to_imitation,
-)
-from torchbuf.types import Trajectory
+from torchbuf.io import atomic
 
 IMITATION_FORMATS = ("datasets", "npz", "pickle")
 """The formats :func:`save_imitation` writes."""
@@ -115,7 +110,7 @@ def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[T
         with warnings.catch_warnings():  # reading the legacy formats is the point here
             warnings.filterwarnings("ignore", "Loading old", DeprecationWarning)
             loaded = serialize.load(path)
-    return [trajectory_from_imitation(traj, device) for traj in loaded]
+    return [Trajectory.from_imitation(traj, device) for traj in loaded]
 
 
 # ------------------------------------------------------------------------ outwards
@@ -135,7 +130,7 @@ def _to_imitation(traj: Trajectory, index: int, fmt: str) -> Any:
     if is_dict(traj.obs):
         _check_dict_obs(traj, index, fmt)
     check_end(traj, index, name, flags_only_at_end=True)
-    converted = trajectory_to_imitation(traj, _SEPARATOR)
+    converted = traj.to_imitation(_SEPARATOR)
     terminated, truncated = host_flags(traj)
     infos = converted.infos
     last = infos[-1] if infos is not None else {}

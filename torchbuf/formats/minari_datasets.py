@@ -35,8 +35,8 @@ import torch
 from gymnasium import spaces
 from tensordict import TensorDict, TensorDictBase
 
+from torchbuf.data.types import Obs, TrajectoryWithRew
 from torchbuf.formats.ends import check_end, host_flags
-from torchbuf.types import Obs, TrajectoryWithRew
 
 _ARRAY_SPACES = (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 

@@ -21,7 +21,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.distributions import Categorical, Distribution
 
-from torchbuf.types import Obs
+from torchbuf.data.types import Obs
 
 __all__ = ["BC", "BCMetrics"]
 

@@ -32,16 +32,16 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 
-from torchbuf.buffering import PopAPI
+from torchbuf.buffer.popapi import PopAPI
+from torchbuf.data.types import Obs, Trajectory, Transitions
 from torchbuf.learners.bc import _make_optimizer
 from torchbuf.learners.ppo import PPO
 from torchbuf.learners.reward_nets import BasicRewardNet, gail_reward
 from torchbuf.learners.reward_wrapper import RewardVecEnvWrapper
 from torchbuf.loader import TransitionLoader, device_generator
 from torchbuf.rollout import _predict_on_device, flatten_trajectories
-from torchbuf.types import Obs, Trajectory, Transitions
-from torchbuf.vector import VectorBufferingWrapper
-from torchbuf.wrappers import BufferingWrapper
+from torchbuf.wrappers.sb3 import BufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 __all__ = ["GAIL"]
 
@@ -58,7 +58,7 @@ class GAIL:
     """Generative adversarial imitation learning from buffered generator rollouts.
 
     Args:
-        demonstrations: Expert transitions (:class:`~torchbuf.types.Transitions`) or
+        demonstrations: Expert transitions (:class:`~torchbuf.data.types.Transitions`) or
             trajectories (flattened here), e.g. from
             :func:`torchbuf.rollout.generate_trajectories`.
         venv: For SB3's PPO: an SB3 ``VecEnv`` or a :class:`~torchbuf.BufferingWrapper`.
@@ -83,7 +83,7 @@ class GAIL:
 
     Examples:
         >>> from torchbuf.envs import TorchCartPole
-        >>> from torchbuf.experts import scripted_cartpole
+        >>> from torchbuf.envs.experts import scripted_cartpole
         >>> from torchbuf.learners import PPO
         >>> from torchbuf.rollout import generate_trajectories, make_sample_until
         >>> demos = generate_trajectories(

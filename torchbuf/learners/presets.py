@@ -25,10 +25,10 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from torchbuf.data.types import Trajectory, Transitions
 from torchbuf.envs import TorchCartPole, TorchPendulum
 from torchbuf.learners.gail import GAIL
 from torchbuf.learners.ppo import PPO
-from torchbuf.types import Trajectory, Transitions
 
 __all__ = ["GAIL_PRESETS", "GAILPreset", "gail_preset"]
 

@@ -7,12 +7,7 @@ from typing import Any
 
 import numpy as np
 
-
-def object_array(items: Sequence[Any]) -> np.ndarray:
-    """A 1-D numpy object array holding ``items`` as they are (dicts stay dicts)."""
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
+from torchbuf.data.convert import object_array
 
 
 class InfoLog:

@@ -9,7 +9,7 @@ A save is one directory::
                         tensor, ``meta.json`` per (nested) TensorDict
         objects.pkl     host objects (infos), pickled
 
-Writes are atomic (:mod:`torchbuf.atomic`): everything goes into a sibling
+Writes are atomic (:mod:`torchbuf.io.atomic`): everything goes into a sibling
 temporary directory (``.<name>.tmp-*``), every file and directory is fsynced, and
 the directory is renamed into place. An existing save is first renamed aside
 (``.<name>.old``), the new one renamed in, and the old one deleted; a crash between
@@ -31,7 +31,7 @@ from typing import Any
 
 from tensordict import TensorDict, TensorDictBase
 
-from torchbuf import atomic
+from torchbuf.io import atomic
 
 FORMAT = "torchbuf"
 FORMAT_VERSION = 1

@@ -22,12 +22,12 @@ except ImportError:  # gymnasium 0.29
 
 from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, final_obs, unknown_like
 from torchbuf.adapters.gymnasium import autoreset_mode as read_autoreset_mode
-from torchbuf.buffering import PopAPI
-from torchbuf.convert import as_tensor, obs_to_tensors
-from torchbuf.record import StepRecord
-from torchbuf.recorder import Recorder
-from torchbuf.spaces import check_batch
-from torchbuf.types import Obs
+from torchbuf.buffer.popapi import PopAPI
+from torchbuf.buffer.record import StepRecord
+from torchbuf.buffer.recorder import Recorder
+from torchbuf.data.convert import as_tensor, obs_to_tensors
+from torchbuf.data.spaces import check_batch
+from torchbuf.data.types import Obs
 
 
 class VectorBufferingWrapper(PopAPI, VectorWrapper):

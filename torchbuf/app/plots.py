@@ -21,7 +21,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     returns as horizontal lines; while GAIL is not available it says so.
 
     Args:
-        results: The job's record (:meth:`torchbuf.demo.JobResult.to_dict`).
+        results: The job's record (:meth:`torchbuf.app.demo.JobResult.to_dict`).
         path: The PNG to write.
 
     Returns:

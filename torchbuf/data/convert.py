@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from torchbuf.types import Obs
+Obs = torch.Tensor | TensorDictBase
+"""A batch of observations: a tensor, or a (nested) TensorDict for dict spaces."""
+
+
+def object_array(items: Sequence[Any]) -> np.ndarray:
+    """A 1-D numpy object array holding ``items`` as they are (dicts stay dicts)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def as_tensor(x: Any, device: torch.device) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Tables and files of the main job's results: markdown, JSON, and the learning curves.
 
-Everything here reads the JSON-able record of :meth:`torchbuf.demo.JobResult.to_dict`,
+Everything here reads the JSON-able record of :meth:`torchbuf.app.demo.JobResult.to_dict`,
 so a saved ``results.json`` can be reported again without rerunning the job.
 """
 
@@ -135,13 +135,13 @@ def write_outputs(results: dict[str, Any], out: Path | str) -> dict[str, Path]:
     other files are written and the plot is left out.
 
     Args:
-        results: The job's record (:meth:`torchbuf.demo.JobResult.to_dict`).
+        results: The job's record (:meth:`torchbuf.app.demo.JobResult.to_dict`).
         out: Output folder (created).
 
     Returns:
         The files written, by kind (``"json"``, ``"markdown"``, ``"plot"``).
     """
-    from torchbuf.plots import learning_curves
+    from torchbuf.app.plots import learning_curves
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

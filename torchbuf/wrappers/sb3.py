@@ -2,7 +2,7 @@
 
 ``BufferingWrapper`` records an SB3 ``VecEnv`` into device storage and returns
 exactly what the wrapped env returns. Its pops return torch batches
-(:mod:`torchbuf.types`); :mod:`torchbuf.compat.imitation` returns imitation's types.
+(:mod:`torchbuf.data.types`); :mod:`torchbuf.compat.imitation` returns imitation's types.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from torchbuf.adapters.sb3 import sb3_record
-from torchbuf.buffering import PopAPI
-from torchbuf.convert import obs_to_tensors
-from torchbuf.recorder import Recorder
-from torchbuf.spaces import check_batch
+from torchbuf.buffer.popapi import PopAPI
+from torchbuf.buffer.recorder import Recorder
+from torchbuf.data.convert import obs_to_tensors
+from torchbuf.data.spaces import check_batch
 
 
 class BufferingWrapper(PopAPI, VecEnvWrapper):

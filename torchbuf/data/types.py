@@ -9,13 +9,25 @@ numpy object array of dicts) or ``None`` when infos were not kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from tensordict import TensorClass, TensorDictBase
+from tensordict import TensorClass
 
-Obs = torch.Tensor | TensorDictBase
+from torchbuf.data import imitation
+from torchbuf.data.convert import Obs, object_array
+
+__all__ = [
+    "Obs",
+    "Trajectory",
+    "TrajectoryWithRew",
+    "Transitions",
+    "TransitionsWithRew",
+    "from_imitation",
+    "obs_len",
+]
 _B = TypeVar("_B", bound="_Batch")
 
 
@@ -39,7 +51,7 @@ class _Batch(TensorClass["nocast"]):  # type: ignore[type-arg,name-defined]  # n
     def from_imitation(
         cls: type[_B], obj: Any, device: torch.device | str = "cpu", *, separator: str | None = "."
     ) -> _B:
-        """Converts one of imitation's numpy batches (see :func:`torchbuf.interop.from_imitation`).
+        """Converts one of imitation's numpy batches (see :func:`from_imitation`).
 
         Args:
             obj: An ``imitation.data.types`` trajectory or transitions batch.
@@ -54,9 +66,7 @@ class _Batch(TensorClass["nocast"]):  # type: ignore[type-arg,name-defined]  # n
                 given to ``Trajectory.from_imitation``, or no rewards given to a
                 ``*WithRew`` class).
         """
-        from torchbuf import interop
-
-        out = interop.from_imitation(obj, device, separator=separator)
+        out = from_imitation(obj, device, separator=separator)
         if not isinstance(out, cls):
             got = type(out).__name__
             raise TypeError(f"{type(obj).__name__} converts to a {got}, not a {cls.__name__}")
@@ -105,11 +115,27 @@ class Trajectory(_Batch):
             )
         self._check_infos(n_acts, "action")
 
-    def to_imitation(self) -> Any:
-        """Converts to ``imitation.data.types.Trajectory`` (numpy, on the host)."""
-        from torchbuf import interop
+    def to_imitation(self, separator: str = ".") -> Any:
+        """Converts to imitation's trajectory (numpy, on the host).
 
-        return interop.trajectory_to_imitation(self)
+        Args:
+            separator: Joins nested dict observation keys (imitation's ``DictObs`` is flat).
+
+        Returns:
+            ``imitation.data.types.TrajectoryWithRew`` when this has rewards, else
+            ``imitation.data.types.Trajectory``; ``infos`` an object array or ``None``.
+        """
+        fields = {
+            "obs": imitation.obs_to_imitation(self.obs, separator),
+            "acts": imitation.to_numpy(self.acts),
+            "infos": None if self.infos is None else object_array(list(self.infos)),
+            "terminal": bool(self.terminal),
+        }
+        types = imitation.imitation_types()
+        rews = getattr(self, "rews", None)
+        if rews is not None:
+            return types.TrajectoryWithRew(rews=imitation.to_numpy(rews), **fields)
+        return types.Trajectory(**fields)
 
 
 class TrajectoryWithRew(Trajectory):
@@ -165,11 +191,31 @@ class Transitions(_Batch):
         if self.batch_dims == 1:
             self._check_infos(int(self.batch_size[0]), "transition")
 
-    def to_imitation(self) -> Any:
-        """Converts to ``imitation.data.types.Transitions`` (numpy, on the host)."""
-        from torchbuf import interop
+    def to_imitation(self, separator: str = ".") -> Any:
+        """Converts to imitation's transitions (numpy, on the host).
 
-        return interop.transitions_to_imitation(self)
+        Args:
+            separator: Joins nested dict observation keys (imitation's ``DictObs`` is flat).
+
+        Returns:
+            ``imitation.data.types.TransitionsWithRew`` when this has rewards, else
+            ``imitation.data.types.Transitions``. imitation requires ``infos``: the kept
+            ones, or empty dicts when none were kept.
+        """
+        n = int(self.batch_size[0])
+        infos = [{} for _ in range(n)] if self.infos is None else list(self.infos)
+        fields = {
+            "obs": imitation.obs_to_imitation(self.obs, separator),
+            "acts": imitation.to_numpy(self.acts),
+            "next_obs": imitation.obs_to_imitation(self.next_obs, separator),
+            "dones": imitation.to_numpy(self.dones),
+            "infos": object_array(infos),
+        }
+        types = imitation.imitation_types()
+        rews = getattr(self, "rews", None)
+        if rews is not None:
+            return types.TransitionsWithRew(rews=imitation.to_numpy(rews), **fields)
+        return types.Transitions(**fields)
 
 
 class TransitionsWithRew(Transitions):
@@ -201,3 +247,82 @@ def _n_actions(self: Trajectory) -> int:
 # imitation's ``len(traj)`` is the number of actions, so set it after the fact.
 Trajectory.__len__ = _n_actions  # type: ignore[method-assign,assignment]
 TrajectoryWithRew.__len__ = _n_actions  # type: ignore[method-assign,assignment]
+
+
+def from_imitation(
+    obj: Any, device: torch.device | str = "cpu", *, separator: str | None = "."
+) -> Trajectory | Transitions | list[Trajectory]:
+    """Converts imitation's trajectories or transitions to torchbuf batches.
+
+    Args:
+        obj: An ``imitation.data.types`` ``Trajectory``, ``TrajectoryWithRew``,
+            ``Transitions`` or ``TransitionsWithRew``, or a sequence of trajectories.
+        device: Where the tensors go.
+        separator: Splits dict observation keys into nested TensorDicts (undoing
+            the joining of the way out); ``None`` keeps the keys flat.
+
+    Returns:
+        The matching torchbuf batch (a list of them for a sequence). ``terminated``
+        and ``truncated`` come from imitation's ``dones`` / ``terminal``: a done
+        step is truncated where its info has ``"TimeLimit.truncated"``, else
+        terminated.
+
+    Raises:
+        TypeError: ``obj`` is none of the above.
+    """
+    types = imitation.imitation_types()
+    device = torch.device(device)
+    if isinstance(obj, types.Trajectory):
+        return _trajectory_from_imitation(obj, device, separator)
+    if isinstance(obj, types.Transitions):
+        return _transitions_from_imitation(obj, device, separator)
+    if isinstance(obj, Sequence) and all(isinstance(t, types.Trajectory) for t in obj):
+        return [_trajectory_from_imitation(t, device, separator) for t in obj]
+    raise TypeError(
+        "from_imitation expects an imitation Trajectory, TrajectoryWithRew, Transitions, "
+        f"TransitionsWithRew or a sequence of trajectories, got {type(obj).__name__}"
+    )
+
+
+def _trajectory_from_imitation(traj: Any, device: torch.device, separator: str | None) -> Trajectory:
+    """An imitation trajectory as a (rewarded) :class:`Trajectory`; only its last step can be done."""
+    n = len(traj.acts)
+    infos = None if traj.infos is None else object_array(list(traj.infos))
+    dones = np.zeros(n, dtype=bool)
+    dones[-1:] = bool(traj.terminal)
+    terminated, truncated = imitation.split_dones(dones, infos)
+    fields: dict[str, Any] = {
+        "obs": imitation.obs_from_imitation(traj.obs, n + 1, device, separator),
+        "acts": imitation.to_tensor(traj.acts, device),
+        "terminated": imitation.to_tensor(terminated, device),
+        "truncated": imitation.to_tensor(truncated, device),
+        "infos": infos,
+        "terminal": bool(traj.terminal),
+        "batch_size": [],
+        "device": device,
+    }
+    if getattr(traj, "rews", None) is not None:
+        return TrajectoryWithRew(rews=imitation.to_tensor(traj.rews, device), **fields)
+    return Trajectory(**fields)
+
+
+def _transitions_from_imitation(trans: Any, device: torch.device, separator: str | None) -> Transitions:
+    """Imitation transitions as (rewarded) :class:`Transitions`; ``infos`` copied."""
+    n = len(trans.acts)
+    infos = object_array(list(trans.infos))
+    dones = np.asarray(trans.dones, dtype=bool)
+    terminated, truncated = imitation.split_dones(dones, infos)
+    fields: dict[str, Any] = {
+        "obs": imitation.obs_from_imitation(trans.obs, n, device, separator),
+        "acts": imitation.to_tensor(trans.acts, device),
+        "next_obs": imitation.obs_from_imitation(trans.next_obs, n, device, separator),
+        "dones": imitation.to_tensor(dones, device),
+        "terminated": imitation.to_tensor(terminated, device),
+        "truncated": imitation.to_tensor(truncated, device),
+        "infos": infos,
+        "batch_size": [n],
+        "device": device,
+    }
+    if getattr(trans, "rews", None) is not None:
+        return TransitionsWithRew(rews=imitation.to_tensor(trans.rews, device), **fields)
+    return Transitions(**fields)

@@ -3,7 +3,7 @@
 Tensors are stored with tensordict's memory-mapped format (one raw file per field)
 and load lazily, zero-copy, on the CPU; infos are Python objects and are stored with
 :mod:`pickle` in a side file. Every save is atomic and checked on load: see
-:mod:`torchbuf.savedir` and ``docs/io.md`` for the layout on disk.
+:mod:`torchbuf.io.savedir` and ``docs/io.md`` for the layout on disk.
 
 Loading unpickles the infos file: load only saves you trust.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from torchbuf import savedir
-from torchbuf.buffering import PopAPI
-from torchbuf.savedir import CorruptSaveError
-from torchbuf.types import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
+from torchbuf.buffer.popapi import PopAPI
+from torchbuf.data.types import Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew
+from torchbuf.io import savedir
+from torchbuf.io.savedir import CorruptSaveError
 
 __all__ = ["CorruptSaveError", "load", "load_checkpoint", "save", "save_checkpoint"]
 

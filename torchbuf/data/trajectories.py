@@ -8,7 +8,7 @@ from typing import overload
 import numpy as np
 from tensordict import TensorDict
 
-from torchbuf.types import Obs, TrajectoryWithRew
+from torchbuf.data.types import Obs, TrajectoryWithRew
 
 
 class Trajectories(Sequence[TrajectoryWithRew]):

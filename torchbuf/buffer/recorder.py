@@ -1,7 +1,7 @@
 """The pop API over a slot storage: counters, infos, and typed batches.
 
 Every buffering wrapper owns one :class:`Recorder`; the wrappers only turn their
-env's step output into step records (:class:`~torchbuf.record.StepRecord`).
+env's step output into step records (:class:`~torchbuf.buffer.record.StepRecord`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from torchbuf.infolog import InfoLog
-from torchbuf.record import StepRecord
-from torchbuf.storage import Segments, SlotStorage
-from torchbuf.trajectories import Trajectories, pack
-from torchbuf.types import Obs, TrajectoryWithRew, TransitionsWithRew
+from torchbuf.buffer.infolog import InfoLog
+from torchbuf.buffer.record import StepRecord
+from torchbuf.buffer.storage import Segments, SlotStorage
+from torchbuf.data.trajectories import Trajectories, pack
+from torchbuf.data.types import Obs, TrajectoryWithRew, TransitionsWithRew
 
 
 class Recorder:
@@ -106,7 +106,7 @@ class Recorder:
 
         Returns:
             A tuple ``(trajs, ep_lens)`` with ``trajs`` a
-            :class:`~torchbuf.trajectories.Trajectories` sequence (each trajectory is
+            :class:`~torchbuf.data.trajectories.Trajectories` sequence (each trajectory is
             made when read), or ``([], [])`` when nothing is unpopped.
         """
         if self.n_unpopped == 0:

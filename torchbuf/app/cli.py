@@ -1,6 +1,6 @@
 """The ``torchbuf`` command line.
 
-``torchbuf demo`` runs the main job (:mod:`torchbuf.demo`): scripted-expert episodes
+``torchbuf demo`` runs the main job (:mod:`torchbuf.app.demo`): scripted-expert episodes
 recorded through torchbuf, behaviour cloning, GAIL, and an evaluation of expert,
 BC, GAIL and random policies; it prints the results table and writes
 ``results.json``, ``results.md`` and ``learning_curves.png`` into ``--out``.
@@ -15,7 +15,14 @@ from collections.abc import Sequence
 
 import torch
 
-from torchbuf.pipeline import BACKENDS, DEFAULT_BUDGETS, DEFAULT_N_ENVS, ENV_IDS, JobConfig, default_device
+from torchbuf.app.pipeline import (
+    BACKENDS,
+    DEFAULT_BUDGETS,
+    DEFAULT_N_ENVS,
+    ENV_IDS,
+    JobConfig,
+    default_device,
+)
 
 __all__ = ["main"]
 
@@ -109,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    from torchbuf.demo import run_job
+    from torchbuf.app.demo import run_job
+    from torchbuf.app.plots import MISSING_MATPLOTLIB
+    from torchbuf.app.report import results_markdown, write_outputs
     from torchbuf.distributed.job import add_parser as add_ddp_bc_parser
-    from torchbuf.plots import MISSING_MATPLOTLIB
-    from torchbuf.report import results_markdown, write_outputs
 
     parser = argparse.ArgumentParser(prog="torchbuf", description="torchbuf: a rollout buffer on the device.")
     sub = parser.add_subparsers(dest="command", required=True)

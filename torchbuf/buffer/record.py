@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from torchbuf.types import Obs
+from torchbuf.data.types import Obs
 
 
 @dataclass

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from torchbuf.record import StepRecord
-from torchbuf.types import Obs
+from torchbuf.buffer.record import StepRecord
+from torchbuf.data.types import Obs
 
 _STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
 

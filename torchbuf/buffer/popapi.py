@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from torchbuf.recorder import Recorder
-from torchbuf.types import TrajectoryWithRew, TransitionsWithRew
+from torchbuf.buffer.recorder import Recorder
+from torchbuf.data.types import TrajectoryWithRew, TransitionsWithRew
 
 
 class PopAPI:
@@ -70,7 +70,7 @@ class PopAPI:
 
         Returns:
             A tuple ``(trajs, ep_lens)`` where ``trajs`` holds fragments of everything
-            recorded since the last pop, as a :class:`~torchbuf.trajectories.Trajectories`
+            recorded since the last pop, as a :class:`~torchbuf.data.trajectories.Trajectories`
             sequence. They may miss initial states (an earlier pop took them) and
             terminal states (episode still running). ``ep_lens`` holds the full
             lengths of the episodes completed since the last pop.

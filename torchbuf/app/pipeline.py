@@ -1,8 +1,8 @@
 """The stages of the main job: record an expert, clone it, train GAIL, evaluate.
 
 Each stage is a function of a :class:`JobConfig` and a seed and returns a small
-result record; :mod:`torchbuf.demo` runs them in order for every seed, and
-:mod:`torchbuf.report` turns the records into a table, a JSON file and a plot.
+result record; :mod:`torchbuf.app.demo` runs them in order for every seed, and
+:mod:`torchbuf.app.report` turns the records into a table, a JSON file and a plot.
 
 Two backends give the same stages: ``"torch"`` runs the torch-native envs
 (:class:`~torchbuf.envs.TorchCartPole`, :class:`~torchbuf.envs.TorchPendulum`) through
@@ -26,15 +26,15 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm import tqdm
 
+from torchbuf.data.types import Obs, TrajectoryWithRew
 from torchbuf.envs import TorchCartPole, TorchPendulum, TorchVectorEnv
-from torchbuf.experts import EXPERTS
+from torchbuf.envs.experts import EXPERTS
 from torchbuf.learners import BC, GAIL, BCMetrics
+from torchbuf.learners.policies import mlp_policy
 from torchbuf.learners.presets import GAIL_PRESETS, GAILPreset
 from torchbuf.loader import TransitionLoader
-from torchbuf.policies import mlp_policy
 from torchbuf.rollout import SampleUntil, generate_trajectories, make_sample_until, rollout_stats
-from torchbuf.types import Obs, TrajectoryWithRew
-from torchbuf.wrappers import BufferingWrapper
+from torchbuf.wrappers.sb3 import BufferingWrapper
 
 __all__ = [
     "BACKENDS",
