@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv
 from torchbuf import BufferingWrapper
-from torchbuf.buffer import storage as storage_module
+from torchbuf.buffer import rows as rows_module
 
 
 def _run(obs_key):
@@ -34,13 +34,13 @@ def _leaves(batch):
 @pytest.mark.parametrize("obs_key", ["box", "image", "dict", "multidiscrete"])
 def test_torch_index_route_equals_numpy_route(obs_key, monkeypatch):
     trajs_np, trans_np = _run(obs_key)
-    original = storage_module._Rows.__init__
+    original = rows_module.Rows.__init__
 
     def torch_route(self, key, leaf):
         original(self, key, leaf)
         self.host = None  # as on a GPU: index_put_ / int64-word views
 
-    monkeypatch.setattr(storage_module._Rows, "__init__", torch_route)
+    monkeypatch.setattr(rows_module.Rows, "__init__", torch_route)
     trajs_t, trans_t = _run(obs_key)
     assert len(trajs_np) == len(trajs_t) > 0
     for a, b in [(trans_np, trans_t), *zip(trajs_np, trajs_t)]:

@@ -16,7 +16,8 @@ from tensordict import TensorDict
 
 from torchbuf.buffer.infolog import InfoLog
 from torchbuf.buffer.record import StepRecord
-from torchbuf.buffer.storage import Segments, SlotStorage
+from torchbuf.buffer.segments import Segments
+from torchbuf.buffer.storage import SlotStorage
 from torchbuf.data.trajectories import Trajectories, pack
 from torchbuf.data.types import Obs, TrajectoryWithRew, TransitionsWithRew
 

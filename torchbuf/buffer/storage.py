@@ -17,7 +17,6 @@ of rows that have nothing to write, so no step needs a data-dependent branch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,64 +24,11 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.buffer.record import StepRecord
+from torchbuf.buffer.rows import Rows, add_rows, alloc, get_rows, ranges, set_rows, spec, where
+from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.data.types import Obs
 
 _STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
-
-
-class _Rows:
-    """One leaf of a field as flat slots ``(n_envs * (capacity + 1), ...)``.
-
-    Indexed row copies are the whole cost of a step for large observations, so they
-    take the fastest route to the same bytes: on the CPU, numpy's fancy indexing on
-    a view of the tensor's memory (tens of times faster than ``index_put_`` for
-    uint8 image rows); on other devices, rows of 32 bytes or more go through their
-    widest integer view. Both move exactly the bytes ``index_put_`` would.
-    """
-
-    def __init__(self, key: Any, leaf: torch.Tensor):
-        self.key, self.leaf = key, leaf
-        self.host = leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype != torch.bfloat16 else None
-        row_bytes = leaf[0].numel() * leaf.element_size() if leaf.shape[0] else 0
-        wide = [d for d in (torch.int64, torch.int32) if row_bytes >= 32 and row_bytes % d.itemsize == 0]
-        self.wide_dtype = wide[0] if wide else None
-        self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
-
-    def put(self, index: torch.Tensor, value: torch.Tensor) -> None:
-        if self.host is not None and value.device.type == "cpu":
-            self.host[index.numpy()] = value.numpy()
-        elif self.wide is None:
-            self.leaf.index_put_((index,), value)
-        else:
-            value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
-            self.wide.index_put_((index,), value.view(self.wide_dtype))  # type: ignore[arg-type]
-
-    def take(self, index: torch.Tensor) -> torch.Tensor:
-        if self.host is not None:
-            return torch.from_numpy(self.host[index.numpy()])
-        if self.wide is None:
-            return self.leaf[index]
-        return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
-
-
-@dataclass
-class Segments:
-    """Contiguous runs of slots, one per trajectory, env by env in time order.
-
-    Attributes:
-        env: Each run's env index.
-        first: The slot of each run's first observation.
-        last: The slot of each run's last observation (``last - first`` actions).
-        ep_len: The full episode length where the run ends its episode, else 0.
-    """
-
-    env: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
-    ep_len: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.env)
 
 
 class SlotStorage:
@@ -101,7 +47,7 @@ class SlotStorage:
         self.data: TensorDict | None = None
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
-        self._flat: dict[str, list[_Rows]] = {}
+        self._flat: dict[str, list[Rows]] = {}
         self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self._ep_t = torch.zeros(n_envs, dtype=torch.int32, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
@@ -120,7 +66,7 @@ class SlotStorage:
         """
         if self.data is None or not self._obs_matches(obs):
             self.data = TensorDict(
-                {"obs": _alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
+                {"obs": alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
                 batch_size=[self.n_envs, self.capacity + 1],
                 device=self.device,
             )
@@ -175,7 +121,7 @@ class SlotStorage:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
         rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        cur, base, active = _get(self._cur, rows), _get(self._base, rows), rec.active
+        cur, base, active = get_rows(self._cur, rows), get_rows(self._base, rows), rec.active
         trash = None if active is None else base + self.capacity
         here = base + cur if active is None else torch.where(active, base + cur, trash)  # type: ignore[arg-type]
         for name in _STEP_FIELDS:
@@ -193,8 +139,8 @@ class SlotStorage:
         """Episode ends the host knows: every row written once, the ended rows again."""
         assert rec.dones_host is not None
         self._put("obs", nxt, rec.obs)
-        _add(self._ep_t, rows, steps)
-        _add(self._cur, rows, steps)
+        add_rows(self._ep_t, rows, steps)
+        add_rows(self._cur, rows, steps)
         if not rec.dones_host.any():
             return
         ended = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
@@ -226,15 +172,15 @@ class SlotStorage:
         if rec.active is not None:
             done = done & rec.active
         final = rec.final_obs is not None and not rec.final_in_obs
-        self._put("obs", nxt, _where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
+        self._put("obs", nxt, where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
         if not rec.final_in_obs:
             self._put("obs", torch.where(done, here + 2, trash), rec.obs)
-        ep_t = _get(self._ep_t, rows) + steps
+        ep_t = get_rows(self._ep_t, rows) + steps
         self._put("ep_len", nxt, torch.where(done, ep_t, 0))
-        _set(self._ep_t, rows, torch.where(done, 0, ep_t))
-        _add(self._cur, rows, steps + done)
+        set_rows(self._ep_t, rows, torch.where(done, 0, ep_t))
+        add_rows(self._cur, rows, steps + done)
         if rec.final_in_obs:
-            _set(self._awaiting, rows, _get(self._awaiting, rows) | done)
+            set_rows(self._awaiting, rows, get_rows(self._awaiting, rows) | done)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
@@ -310,11 +256,14 @@ class SlotStorage:
         col = torch.arange(width, device=self.device)
         marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
         host = torch.cat([marks, self._cur[:, None]], 1).cpu().numpy()
-        segments, keep_from = self._segments(host[:, :-1], host[:, -1], finished_only)
+        segments, keep_from = cut_segments(host[:, :-1], host[:, -1], finished_only)
+        if finished_only:
+            self.n_unpopped = np.maximum(host[:, -1] - keep_from, 0)
+            self.counts_exact = True
         start = segments.env * (self.capacity + 1) + segments.first
         n_acts = segments.last - segments.first
-        obs = self._take("obs", self._index(_ranges(start, n_acts + 1)))
-        steps = self._take_fields(_STEP_FIELDS, self._index(_ranges(start, n_acts)))
+        obs = self._take("obs", self._index(ranges(start, n_acts + 1)))
+        steps = self._take_fields(_STEP_FIELDS, self._index(ranges(start, n_acts)))
         if finished_only:
             self._keep_from(keep_from)
         else:
@@ -322,35 +271,6 @@ class SlotStorage:
         return segments, obs, steps
 
     # ------------------------------------------------------------------ helpers
-    def _segments(
-        self, marks: np.ndarray, cursors: np.ndarray, finished_only: bool
-    ) -> tuple[Segments, np.ndarray]:
-        """Cuts each row's unpopped slots at the episode ends and cuts in ``marks``.
-
-        Vectorised over all rows: a run ends at each mark, the next starts one slot
-        after it; a row's running episode is the run from its last mark to its cursor.
-
-        Returns:
-            The runs with at least one action, and per row the slot where the
-            unpopped rest begins.
-        """
-        env, end = np.nonzero(marks)  # row-major: env by env, in time order
-        new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
-        first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
-        keep_from = np.zeros(self.n_envs, dtype=np.int64)
-        np.maximum.at(keep_from, env, end + 1)  # one past each row's last mark
-        parts = [(env, first, end, np.maximum(marks[env, end], 0))]
-        if not finished_only:
-            rows = np.flatnonzero(cursors > keep_from)
-            parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))
-        env, first, last, ep_len = (np.concatenate(x).astype(np.int64) for x in zip(*parts))
-        order = np.lexsort((first, env))
-        keep = order[last[order] > first[order]]
-        if finished_only:
-            self.n_unpopped = np.maximum(cursors - keep_from, 0)
-            self.counts_exact = True
-        return Segments(env[keep], first[keep], last[keep], ep_len[keep]), keep_from
-
     def _index(self, host: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(host, dtype=torch.long, device=self.device)
 
@@ -394,7 +314,7 @@ class SlotStorage:
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
         for name in _STEP_FIELDS:
-            self.data[name] = _alloc(getattr(rec, name), self.n_envs, self.capacity + 1)
+            self.data[name] = alloc(getattr(rec, name), self.n_envs, self.capacity + 1)
         self._refresh_views()
 
     def _refresh_views(self) -> None:
@@ -406,7 +326,7 @@ class SlotStorage:
             assert isinstance(name, str)
             field = flat[name]
             leaves = [(None, field)] if isinstance(field, torch.Tensor) else field.items(True, True)
-            self._flat[name] = [_Rows(key, leaf) for key, leaf in leaves]
+            self._flat[name] = [Rows(key, leaf) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
 
     def _put(self, name: str, index: torch.Tensor, value: Obs) -> None:
@@ -442,7 +362,7 @@ class SlotStorage:
                 and isinstance(stored, torch.Tensor)
                 and (obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype)
             )
-        return _spec(obs, 1) == _spec(stored, 2)
+        return spec(obs, 1) == spec(stored, 2)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -512,50 +432,3 @@ class SlotStorage:
         )
         full[:, : data.batch_size[1]] = data.to(self.device)
         return full
-
-
-def _ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + n) for s, n in zip(start, length)])``, without the loop."""
-    total = int(length.sum())
-    offsets = np.cumsum(length) - length
-    return np.arange(total) - np.repeat(offsets - start, length)
-
-
-def _get(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""
-    return t if rows is None else t[rows]
-
-
-def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> None:
-    if rows is None:
-        t.copy_(value)
-    else:
-        t[rows] = value
-
-
-def _add(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor | int) -> None:
-    if rows is None:
-        t.add_(value)
-    else:
-        t[rows] += value
-
-
-def _spec(td: TensorDictBase, skip: int) -> dict:
-    return {k: (v.shape[skip:], v.dtype) for k, v in td.items(True, True)}
-
-
-def _alloc(value: Obs, rows: int, slots: int) -> Obs:
-    """Zeros of ``rows`` x ``slots`` elements shaped like each element of ``value``."""
-    if isinstance(value, torch.Tensor):
-        return torch.zeros((rows, slots, *value.shape[1:]), dtype=value.dtype, device=value.device)
-    return value.new_zeros(torch.Size([rows, slots]))
-
-
-def _where(cond: torch.Tensor, a: Obs, b: Obs) -> Obs:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor)
-        return torch.where(cond.view(-1, *([1] * (a.dim() - 1))), a, b)
-    assert isinstance(b, TensorDictBase)
-    out = a.apply(lambda x, y: torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y), b)
-    assert out is not None
-    return out

@@ -1,0 +1,61 @@
+"""Pops as segments: contiguous runs of slots, one per trajectory, cut at the marks.
+
+The storage reads its episode marks and cursors to the host; :func:`cut_segments`
+turns them into the runs a pop gathers, without a loop over envs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Segments:
+    """Contiguous runs of slots, one per trajectory, env by env in time order.
+
+    Attributes:
+        env: Each run's env index.
+        first: The slot of each run's first observation.
+        last: The slot of each run's last observation (``last - first`` actions).
+        ep_len: The full episode length where the run ends its episode, else 0.
+    """
+
+    env: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    ep_len: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+def cut_segments(marks: np.ndarray, cursors: np.ndarray, finished_only: bool) -> tuple[Segments, np.ndarray]:
+    """Cuts each row's unpopped slots at the episode ends and cuts in ``marks``.
+
+    Vectorised over all rows: a run ends at each mark, the next starts one slot
+    after it; a row's running episode is the run from its last mark to its cursor.
+
+    Args:
+        marks: Each row's ``ep_len`` marks of its unpopped slots (0 where none).
+        cursors: Each row's cursor.
+        finished_only: Leave out the running episodes.
+
+    Returns:
+        The runs with at least one action, and per row the slot where the
+        unpopped rest begins.
+    """
+    env, end = np.nonzero(marks)  # row-major: env by env, in time order
+    new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
+    first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
+    keep_from = np.zeros(len(cursors), dtype=np.int64)
+    np.maximum.at(keep_from, env, end + 1)  # one past each row's last mark
+    parts = [(env, first, end, np.maximum(marks[env, end], 0))]
+    if not finished_only:
+        rows = np.flatnonzero(cursors > keep_from)
+        parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))
+    env, first, last, ep_len = (np.concatenate(x).astype(np.int64) for x in zip(*parts))
+    order = np.lexsort((first, env))
+    keep = order[last[order] > first[order]]
+    return Segments(env[keep], first[keep], last[keep], ep_len[keep]), keep_from
