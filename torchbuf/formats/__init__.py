@@ -6,6 +6,9 @@
   (``pip install 'torchbuf[imitation]'``).
 - :func:`save_minari` / :func:`load_minari`: Minari datasets, read back through
   ``minari.load_dataset`` (``pip install 'torchbuf[minari]'``).
+- :func:`to_torchrl` / :func:`from_torchrl` / :func:`transitions_from_torchrl`:
+  torchrl's flat TensorDict of steps, for its replay buffers, samplers and losses
+  (needs only tensordict).
 
 Neither dependency is needed to import this package: each is imported on first use,
 and a missing one raises an :class:`ImportError` that names the extra to install.
@@ -15,5 +18,16 @@ torchbuf's own format (:mod:`torchbuf.io`) carries everything.
 
 from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
 from torchbuf.formats.minari_datasets import load_minari, save_minari
+from torchbuf.formats.torchrl_layout import TRAJ_KEY, from_torchrl, to_torchrl, transitions_from_torchrl
 
-__all__ = ["IMITATION_FORMATS", "load_imitation", "load_minari", "save_imitation", "save_minari"]
+__all__ = [
+    "IMITATION_FORMATS",
+    "TRAJ_KEY",
+    "from_torchrl",
+    "load_imitation",
+    "load_minari",
+    "save_imitation",
+    "save_minari",
+    "to_torchrl",
+    "transitions_from_torchrl",
+]
