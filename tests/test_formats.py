@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from torchbuf import TrajectoryWithRew
-from torchbuf.formats import load_imitation, load_minari, save_imitation, save_minari
+from torchbuf.formats import (
+    load_imitation,
+    load_lerobot,
+    load_minari,
+    save_imitation,
+    save_lerobot,
+    save_minari,
+)
 
 
 def _traj():
@@ -37,6 +44,10 @@ def _traj():
         ),
         (["minari"], lambda p: save_minari("x/y-v0", [_traj()]), "minari"),
         (["minari"], lambda p: load_minari("x/y-v0"), "minari"),
+        (["pyarrow"], lambda p: save_lerobot(p, [_traj()], fps=10, task="t", drop_final_obs=True), "lerobot"),
+        (["pyarrow.parquet"], lambda p: load_lerobot(p), "lerobot"),
+        (["pandas"], lambda p: save_lerobot(p, [_traj()], fps=10, task="t", drop_final_obs=True), "lerobot"),
+        (["PIL.Image"], lambda p: load_lerobot(p), "lerobot"),
     ],
 )
 def test_a_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch, missing, call, extra):

@@ -6,6 +6,9 @@
   (``pip install 'torchbuf[imitation]'``).
 - :func:`save_minari` / :func:`load_minari`: Minari datasets, read back through
   ``minari.load_dataset`` (``pip install 'torchbuf[minari]'``).
+- :func:`save_lerobot` / :func:`load_lerobot`: LeRobot datasets (codebase version
+  3.0), read back through ``lerobot``'s ``LeRobotDataset``
+  (``pip install 'torchbuf[lerobot]'``).
 - :func:`to_torchrl` / :func:`from_torchrl` / :func:`transitions_from_torchrl`:
   torchrl's flat TensorDict of steps, for its replay buffers, samplers and losses
   (needs only tensordict).
@@ -17,6 +20,7 @@ torchbuf's own format (:mod:`torchbuf.io`) carries everything.
 """
 
 from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
+from torchbuf.formats.lerobot import load_lerobot, save_lerobot
 from torchbuf.formats.minari_datasets import load_minari, save_minari
 from torchbuf.formats.torchrl_layout import TRAJ_KEY, from_torchrl, to_torchrl, transitions_from_torchrl
 
@@ -25,8 +29,10 @@ __all__ = [
     "TRAJ_KEY",
     "from_torchrl",
     "load_imitation",
+    "load_lerobot",
     "load_minari",
     "save_imitation",
+    "save_lerobot",
     "save_minari",
     "to_torchrl",
     "transitions_from_torchrl",
