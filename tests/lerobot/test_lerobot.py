@@ -1,14 +1,16 @@
 """torchbuf -> LeRobot v3.0 datasets, read back by lerobot's own ``LeRobotDataset`` (offline).
 
 The writer needs pyarrow, pandas and Pillow (``torchbuf[lerobot]``); the reader tests
-need lerobot itself, which pins torch<2.11 and so lives in its own venv beside the CPU
-torch (see the Makefile's notes on it): they skip where lerobot is not importable.
+need lerobot itself, which pins torch<2.11 and so lives in its own venv, installed with
+--no-deps beside the CPU torch: they skip where lerobot is not importable.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ for _module in ("pyarrow", "pandas", "PIL"):
 
 from tests.format_cases import episodes, samples  # noqa: E402
 from tests.helpers import ACT_SPACES, OBS_SPACES  # noqa: E402
+from tests.test_docs_examples import unmet_requirements  # noqa: E402
 from torchbuf import Trajectory, TrajectoryWithRew, VectorBufferingWrapper  # noqa: E402
 from torchbuf.envs import TorchCartPole  # noqa: E402
 from torchbuf.formats import load_lerobot, save_lerobot  # noqa: E402
@@ -329,3 +332,21 @@ def test_load_refuses_what_it_does_not_read(tmp_path):
     )
     with pytest.raises(ValueError, match="action: the column holds int64, info.json declares float32"):
         load_lerobot(tmp_path / "ds")
+
+
+# ------------------------------------------------------------------ the docs examples
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "io.md"
+EXAMPLES = [
+    code for code in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S) if "save_lerobot" in code
+]
+
+
+@pytest.mark.parametrize("code", EXAMPLES)
+def test_the_docs_examples_run(code):
+    _lerobot()
+    assert not unmet_requirements(code), unmet_requirements(code)
+    exec(compile(code, "<docs/io.md>", "exec"), {})
+
+
+def test_the_docs_have_lerobot_examples():
+    assert len(EXAMPLES) >= 2
