@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 torchrl = pytest.importorskip(
-    "torchrl", reason="torchrl is not installed (make test-sims builds a venv with torchrl 0.14)"
+    "torchrl", reason="torchrl is not installed (the sims venv has torchrl 0.14: torchbuf[torchrl])"
 )
 from tensordict import TensorDict  # noqa: E402
 from tensordict.nn import TensorDictModule  # noqa: E402
