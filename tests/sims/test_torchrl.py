@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 torchrl = pytest.importorskip(
-    "torchrl", reason="torchrl is not installed (the sims venv has torchrl 0.14: torchbuf[torchrl])"
+    "torchrl",
+    minversion="0.14",
+    reason="needs torchrl>=0.14 (torchbuf[torchrl]; the sims venv has it), where BCLoss and GAILLoss live",
 )
 from tensordict import TensorDict  # noqa: E402
 from tensordict.nn import TensorDictModule  # noqa: E402
