@@ -133,16 +133,22 @@ def _batch(obs: Obs) -> int:
 class BatchedInfos(Sequence[dict[str, Any]]):
     """One step's batched info dict, read as one dict per env when popped.
 
-    Built per step without a loop over envs; the per-env dicts (only the keys whose
-    ``_key`` mask holds for that env) are made at pop time.
+    Built per step without a loop over envs and without a host sync: tensors and
+    arrays are copied where they live (an env that updates its info tensors in place,
+    as GPU simulators do, cannot change what was recorded). A value with a leading
+    env axis (an array or tensor of ``n`` rows) is sliced per env; any other value
+    (a scalar, a 0-dim tensor, a string, a Python object, an array of another length)
+    has no env axis and is given whole to every env's dict. Python objects other than
+    arrays, tensors and dicts are kept as the env gave them, not copied. The per-env
+    dicts (only the keys whose ``_key`` mask holds for that env) are made at pop time.
 
     Args:
-        info: The step's info dict (arrays or tensors with a leading env axis).
+        info: The step's info dict.
         n: Number of envs in the step.
     """
 
     def __init__(self, info: Mapping[str, Any], n: int):
-        self._info = {k: v for k, v in info.items() if k not in CONSUMED_KEYS}
+        self._info = snapshot({k: v for k, v in info.items() if k not in CONSUMED_KEYS}, n)
         self._n = n
 
     def __len__(self) -> int:
@@ -155,13 +161,47 @@ class BatchedInfos(Sequence[dict[str, Any]]):
         return (self[i] for i in range(self._n))
 
 
+class _Shared:
+    """An info value without an env axis: every env's dict gets it whole."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def snapshot(info: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """A copy of ``info`` that later in-place updates by the env cannot reach.
+
+    Tensors are cloned on their device (no host sync), numpy arrays copied, nested
+    mappings copied key by key; values without a leading axis of ``n`` are marked as
+    shared by every env.
+    """
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, Mapping):
+            out[key] = snapshot(value, n)
+        elif isinstance(value, torch.Tensor):
+            copy = value.detach().clone()
+            out[key] = copy if copy.dim() and copy.shape[0] == n else _Shared(copy)
+        elif isinstance(value, np.ndarray):
+            array = value.copy()
+            out[key] = array if array.ndim and array.shape[0] == n else _Shared(array)
+        else:
+            out[key] = _Shared(value)
+    return out
+
+
 def _row(info: Mapping[str, Any], i: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in info.items():
         if key.startswith("_"):
             continue
         mask = info.get("_" + key)
-        if mask is not None and not mask[i]:
+        if mask is not None and not isinstance(mask, (Mapping, _Shared)) and not mask[i]:
             continue
-        out[key] = _row(value, i) if isinstance(value, Mapping) else value[i]
+        if isinstance(value, Mapping):
+            out[key] = _row(value, i)
+        else:
+            out[key] = value.value if isinstance(value, _Shared) else value[i]
     return out
