@@ -63,6 +63,7 @@ class PopAPI:
         Raises:
             RuntimeError: empty (no transitions recorded since last pop).
         """
+        self._before_pop()
         return self._recorder.pop_transitions()
 
     def pop_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
@@ -75,6 +76,7 @@ class PopAPI:
             terminal states (episode still running). ``ep_lens`` holds the full
             lengths of the episodes completed since the last pop.
         """
+        self._before_pop()
         return self._recorder.pop_trajectories()
 
     def pop_finished_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
@@ -88,7 +90,11 @@ class PopAPI:
             of the episodes completed since the last pop. Running episodes stay
             recorded and come out of a later pop.
         """
+        self._before_pop()
         return self._recorder.pop_trajectories(finished_only=True)
+
+    def _before_pop(self) -> None:
+        """A subclass's hook, run first in every pop (e.g. a deferred warning)."""
 
     def _check_premature_reset(self, name: str) -> None:
         """Raises if a reset would discard transitions recorded since the last pop.

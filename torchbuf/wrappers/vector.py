@@ -80,6 +80,8 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._ended: torch.Tensor | None = None
         self._sent: Obs | None = None  # envpool async: actions sent per env
         self._warned_unknown_final = False
+        self._reports_final = False  # SAME_STEP: the env has reported a final observation
+        self._unreported: torch.Tensor | None = None  # device: an episode ended with none reported
         self._tensor_env = False
 
     # ------------------------------------------------------------------ gymnasium API
@@ -234,9 +236,11 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         )
         if self.mode is Autoreset.SAME_STEP:
             rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device)
-            if rec.final_obs is None and not _none_ended(dones_host):
+            if rec.final_obs is not None:
+                self._reports_final, self._unreported = True, None
+            elif not _none_ended(dones_host):
                 rec.final_obs = unknown_like(obs_t)
-                self._warn_unknown_final()
+                self._note_unreported(term | trunc, dones_host)
         else:
             rec.final_in_obs = True
         if self.mode is Autoreset.NEXT_STEP:
@@ -244,12 +248,31 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         infos = BatchedInfos(info, n) if self._keep_infos else None
         self._recorder.record(rec, infos)
 
-    def _warn_unknown_final(self) -> None:
+    def _note_unreported(self, done: torch.Tensor, dones_host: np.ndarray | None) -> None:
+        """A SAME_STEP step without final observations, where episodes may have ended.
+
+        An env that leaves them out only where no episode ended (ManiSkill3) must not
+        be warned about: host flags tell at once; device flags are gathered without a
+        sync and read at the next pop, until the env reports a final observation.
+        """
+        if dones_host is not None:
+            self._warn_unknown_final(stacklevel=5)
+        elif not self._reports_final and not self._warned_unknown_final:
+            ended = done.any()
+            self._unreported = ended if self._unreported is None else self._unreported | ended
+
+    def _before_pop(self) -> None:
+        if self._unreported is not None and not self._reports_final and bool(self._unreported):
+            self._warn_unknown_final(stacklevel=5)
+            self._unreported = None
+
+    def _warn_unknown_final(self, stacklevel: int) -> None:
         if not self._warned_unknown_final:
             warnings.warn(
-                "the env reports no final observations (info['final_obs'] / info['final_observation']): "
-                "terminal observations are recorded as unknown (NaN for floats), not as reset observations",
-                stacklevel=4,
+                "the env reports no final observations (info['final_obs'] / info['final_observation']) "
+                "for episodes that ended: terminal observations are recorded as unknown (NaN for floats), "
+                "not as reset observations",
+                stacklevel=stacklevel,
             )
             self._warned_unknown_final = True
 
