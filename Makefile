@@ -1,15 +1,17 @@
-# Two environments: .venv (latest gymnasium / SB3) and .venv-compat (imitation 1.0.1 with
-# gymnasium 0.29.1 / SB3 2.2.1). TORCH picks the torch build; the default names a CPU
+# Three environments: .venv (latest gymnasium / SB3), .venv-compat (imitation 1.0.1 with
+# gymnasium 0.29.1 / SB3 2.2.1) and .venv-sims (the real simulators, make test-sims). TORCH picks the torch build; the default names a CPU
 # build where the machine's pip finds one (override e.g. TORCH=torch for your own CUDA).
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 COMPAT := .venv-compat
+SIMS := .venv-sims
 PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
+SPY := $(SIMS)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat demo eval docs bench bench-quick bench-io clean
+.PHONY: test lint typecheck test-main test-compat test-sims demo eval docs bench bench-quick bench-io clean
 
 test: lint typecheck test-main test-compat
 
@@ -26,6 +28,19 @@ $(COMPAT)/.ok: pyproject.toml
 	$(CPY) -m pip install -q "$(TORCH)"
 	$(CPY) -m pip install -q -e ".[test,imitation]" "gymnasium==0.29.1" "stable-baselines3==2.2.1"
 	touch $@
+
+# The real simulators (ManiSkill3 on its CPU backend, torchrl 0.14): tests/sims/requirements.txt
+# lists them; install_vulkan.sh brings the Vulkan driver ManiSkill needs where the machine allows.
+$(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
+	bash tests/sims/install_vulkan.sh
+	$(PYTHON) -m venv $(SIMS)
+	$(SPY) -m pip install -q --upgrade pip
+	$(SPY) -m pip install -q "$(TORCH)"
+	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test,maniskill]" "$(TORCH)"
+	touch $@
+
+test-sims: $(SIMS)/.ok
+	$(SPY) -m pytest -p no:xdist -q tests/sims $(PYTEST_ARGS)
 
 lint: $(VENV)/.ok
 	$(VENV)/bin/ruff check .
@@ -63,7 +78,7 @@ docs: $(VENV)/.docs-ok
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(SIMS) .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
 # The bench extra adds matplotlib and a torchrl whose pins fit the installed torch/tensordict.
