@@ -13,6 +13,9 @@
   torchrl's flat TensorDict of steps, for its replay buffers, samplers and losses
   (needs only tensordict).
 
+- :func:`select_trajectories` / :func:`info_flag`: keep only some episodes on export
+  (e.g. the successful ones), for every format.
+
 Neither dependency is needed to import this package: each is imported on first use,
 and a missing one raises an :class:`ImportError` that names the extra to install.
 What each format can carry, and what it refuses, is listed in ``docs/io.md``.
@@ -22,18 +25,21 @@ torchbuf's own format (:mod:`torchbuf.io`) carries everything.
 from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
 from torchbuf.formats.lerobot import load_lerobot, save_lerobot
 from torchbuf.formats.minari_datasets import load_minari, save_minari
+from torchbuf.formats.select import info_flag, select_trajectories
 from torchbuf.formats.torchrl_layout import TRAJ_KEY, from_torchrl, to_torchrl, transitions_from_torchrl
 
 __all__ = [
     "IMITATION_FORMATS",
     "TRAJ_KEY",
     "from_torchrl",
+    "info_flag",
     "load_imitation",
     "load_lerobot",
     "load_minari",
     "save_imitation",
     "save_lerobot",
     "save_minari",
+    "select_trajectories",
     "to_torchrl",
     "transitions_from_torchrl",
 ]
