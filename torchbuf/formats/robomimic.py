@@ -224,7 +224,7 @@ def _write_obs(now: Any, after: Any, obs: TensorDictBase, compression: str | Non
         if isinstance(value, TensorDictBase):
             _write_obs(now.create_group(key), after.create_group(key), value, compression)
             continue
-        rows: np.ndarray = value.detach().cpu().numpy()
+        rows = np.asarray(value.detach().cpu())
         now.create_dataset(key, data=rows[:-1], compression=compression)
         after.create_dataset(key, data=rows[1:], compression=compression)
 
