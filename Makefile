@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat demo eval docs bench bench-quick bench-io clean
+.PHONY: test lint typecheck test-main test-compat test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export clean
 
 test: lint typecheck test-main test-compat
 
@@ -63,7 +63,43 @@ docs: $(VENV)/.docs-ok
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(LEROBOT) $(ROBOMIMIC) .pytest_cache .mypy_cache .ruff_cache
+
+# The formats read back by their tools' own readers, each in its own venv.
+# lerobot 0.4 pins torch<2.11: it goes in with --no-deps beside the CPU torch, with the
+# pieces its LeRobotDataset reader imports (its other pins are left out).
+LEROBOT := .venv-lerobot
+LPY := $(LEROBOT)/bin/python
+
+$(LEROBOT)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(LEROBOT)
+	$(LPY) -m pip install -q --upgrade pip
+	$(LPY) -m pip install -q "$(TORCH)"
+	$(LPY) -m pip install -q --no-deps lerobot==0.4.4 torchvision==0.28.0 "av>=15,<16" "accelerate>=1.10,<2"
+	$(LPY) -m pip install -q "datasets>=4,<5" "huggingface-hub>=0.34.2,<0.36" "packaging>=24.2,<26" \
+		"jsonlines>=4,<5" "einops>=0.8,<0.9" "numpy<2.4" pillow pandas pyarrow psutil safetensors pyyaml \
+		"$(TORCH)"
+	$(LPY) -m pip install -q -e ".[test,lerobot]" "$(TORCH)"
+	touch $@
+
+test-lerobot: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py
+
+# robomimic 0.3 requires torchvision, tensorboard, egl_probe and more that its
+# SequenceDataset never imports: it goes in with --no-deps beside what that reader imports.
+ROBOMIMIC := .venv-robomimic
+RPY := $(ROBOMIMIC)/bin/python
+
+$(ROBOMIMIC)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(ROBOMIMIC)
+	$(RPY) -m pip install -q --upgrade pip
+	$(RPY) -m pip install -q "$(TORCH)"
+	$(RPY) -m pip install -q --no-deps robomimic==0.3.0
+	$(RPY) -m pip install -q -e ".[test,robomimic]" "termcolor>=2" psutil "$(TORCH)"
+	touch $@
+
+test-robomimic: $(ROBOMIMIC)/.ok
+	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
 # The bench extra adds matplotlib and a torchrl whose pins fit the installed torch/tensordict.
