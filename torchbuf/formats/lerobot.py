@@ -332,7 +332,7 @@ def _arrow(column: np.ndarray, feature: dict[str, Any], pa: Any, image: Any) -> 
 
 def _png(frame: np.ndarray, image: Any) -> bytes:
     buffer = io.BytesIO()
-    image.fromarray(frame).save(buffer, format="PNG")
+    image.fromarray(frame).save(buffer, format="PNG", compress_level=1)  # as lerobot's own image writer
     return buffer.getvalue()
 
 
