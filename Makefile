@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CPY := $(COMPAT)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export clean
+.PHONY: test lint typecheck test-main test-compat test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick clean
 
 test: lint typecheck test-main test-compat
 
@@ -17,7 +17,7 @@ $(VENV)/.ok: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,lint,envpool,minari]"
+	$(PY) -m pip install -q -e ".[test,lint,envpool,minari,robomimic]"
 	touch $@
 
 $(COMPAT)/.ok: pyproject.toml
@@ -79,11 +79,18 @@ $(LEROBOT)/.ok: pyproject.toml
 	$(LPY) -m pip install -q "datasets>=4,<5" "huggingface-hub>=0.34.2,<0.36" "packaging>=24.2,<26" \
 		"jsonlines>=4,<5" "einops>=0.8,<0.9" "numpy<2.4" pillow pandas pyarrow psutil safetensors pyyaml \
 		"$(TORCH)"
-	$(LPY) -m pip install -q -e ".[test,lerobot]" "$(TORCH)"
+	$(LPY) -m pip install -q -e ".[test,lerobot,robomimic]" "$(TORCH)"
 	touch $@
 
 test-lerobot: $(LEROBOT)/.ok
 	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py
+
+# Export throughput against lerobot's own writer and a plain h5py loop: docs/export_benchmarks.md.
+bench-export: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m benchmarks.export_bench --out docs
+
+bench-export-quick: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m benchmarks.export_bench --quick --out $(LEROBOT)/bench-quick
 
 # robomimic 0.3 requires torchvision, tensorboard, egl_probe and more that its
 # SequenceDataset never imports: it goes in with --no-deps beside what that reader imports.
