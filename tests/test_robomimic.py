@@ -245,6 +245,14 @@ def test_a_demo_without_next_obs_is_refused(tmp_path):
         load_robomimic(tmp_path / "d.hdf5")
 
 
+def test_a_group_not_named_as_robomimic_names_demos_is_refused(tmp_path):
+    _write(tmp_path / "d.hdf5", **GOOD)
+    with h5py.File(tmp_path / "d.hdf5", "a") as f:
+        f.create_group("data/extra")
+    with pytest.raises(ValueError, match=r"groups \['extra'\] are not demos"):
+        load_robomimic(tmp_path / "d.hdf5")
+
+
 def test_a_hand_written_file_loads_as_documented(tmp_path):
     _write(tmp_path / "d.hdf5", **GOOD)
     (got,) = load_robomimic(tmp_path / "d.hdf5", obs_key="s")

@@ -151,16 +151,19 @@ def load_robomimic(
     Raises:
         ImportError: h5py is missing.
         KeyError: ``obs_key`` or ``filter_key`` is not in the file.
-        ValueError: a demo that has no ``next_obs``, whose ``next_obs`` is not
-            its following ``obs``, whose ``dones`` mark a step before the last or
-            hold values other than 0 and 1, or whose arrays' lengths disagree with
-            ``num_samples``.
+        ValueError: a group in ``data`` not named ``demo_<number>``; a demo that
+            has no ``next_obs``, whose ``next_obs`` is not its following ``obs``,
+            whose ``dones`` mark a step before the last or hold values other than
+            0 and 1, or whose arrays' lengths disagree with ``num_samples``.
     """
     h5py = _h5py()
     device = torch.device(device)
     with h5py.File(path, "r") as f:
         data = f["data"]
         names = list(data) if filter_key is None else [n.decode() for n in f[f"mask/{filter_key}"][()]]
+        odd = [n for n in names if not (n.startswith("demo_") and n[5:].isdigit())]
+        if odd:
+            raise ValueError(f"groups {odd} are not demos: robomimic names them demo_<number>")
         names.sort(key=lambda name: int(name[5:]))
         return [_read_demo(data[name], name, obs_key, device) for name in names]
 
