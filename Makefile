@@ -11,7 +11,7 @@ CPY := $(COMPAT)/bin/python
 SPY := $(SIMS)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat test-sims demo eval docs bench bench-quick bench-io clean
+.PHONY: test lint typecheck test-main test-compat test-sims test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick clean
 
 test: lint typecheck test-main test-compat
 
@@ -19,7 +19,7 @@ $(VENV)/.ok: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,lint,envpool,minari]"
+	$(PY) -m pip install -q -e ".[test,lint,envpool,minari,robomimic]"
 	touch $@
 
 $(COMPAT)/.ok: pyproject.toml
@@ -36,7 +36,7 @@ $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 	$(PYTHON) -m venv $(SIMS)
 	$(SPY) -m pip install -q --upgrade pip
 	$(SPY) -m pip install -q "$(TORCH)"
-	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test,maniskill]" "$(TORCH)"
+	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test]" "$(TORCH)"
 	touch $@
 
 test-sims: $(SIMS)/.ok
@@ -78,7 +78,50 @@ docs: $(VENV)/.docs-ok
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(SIMS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(SIMS) $(LEROBOT) $(ROBOMIMIC) .pytest_cache .mypy_cache .ruff_cache
+
+# The formats read back by their tools' own readers, each in its own venv.
+# lerobot 0.4 pins torch<2.11: it goes in with --no-deps beside the CPU torch, with the
+# pieces its LeRobotDataset reader imports (its other pins are left out).
+LEROBOT := .venv-lerobot
+LPY := $(LEROBOT)/bin/python
+
+$(LEROBOT)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(LEROBOT)
+	$(LPY) -m pip install -q --upgrade pip
+	$(LPY) -m pip install -q "$(TORCH)"
+	$(LPY) -m pip install -q --no-deps lerobot==0.4.4 torchvision==0.28.0 "av>=15,<16" "accelerate>=1.10,<2"
+	$(LPY) -m pip install -q "datasets>=4,<5" "huggingface-hub>=0.34.2,<0.36" "packaging>=24.2,<26" \
+		"jsonlines>=4,<5" "einops>=0.8,<0.9" "numpy<2.4" pillow pandas pyarrow psutil safetensors pyyaml \
+		"$(TORCH)"
+	$(LPY) -m pip install -q -e ".[test,lerobot,robomimic]" "$(TORCH)"
+	touch $@
+
+test-lerobot: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py
+
+# Export throughput against lerobot's own writer and a plain h5py loop: docs/export_benchmarks.md.
+bench-export: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m benchmarks.export_bench --out docs
+
+bench-export-quick: $(LEROBOT)/.ok
+	HF_HUB_OFFLINE=1 $(LPY) -m benchmarks.export_bench --quick --out $(LEROBOT)/bench-quick
+
+# robomimic 0.3 requires torchvision, tensorboard, egl_probe and more that its
+# SequenceDataset never imports: it goes in with --no-deps beside what that reader imports.
+ROBOMIMIC := .venv-robomimic
+RPY := $(ROBOMIMIC)/bin/python
+
+$(ROBOMIMIC)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(ROBOMIMIC)
+	$(RPY) -m pip install -q --upgrade pip
+	$(RPY) -m pip install -q "$(TORCH)"
+	$(RPY) -m pip install -q --no-deps robomimic==0.3.0
+	$(RPY) -m pip install -q -e ".[test,robomimic]" "termcolor>=2" psutil "$(TORCH)"
+	touch $@
+
+test-robomimic: $(ROBOMIMIC)/.ok
+	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
 # The bench extra adds matplotlib and a torchrl whose pins fit the installed torch/tensordict.

@@ -12,9 +12,11 @@ from torchbuf.formats import (
     load_imitation,
     load_lerobot,
     load_minari,
+    load_robomimic,
     save_imitation,
     save_lerobot,
     save_minari,
+    save_robomimic,
 )
 
 
@@ -48,6 +50,8 @@ def _traj():
         (["pyarrow.parquet"], lambda p: load_lerobot(p), "lerobot"),
         (["pandas"], lambda p: save_lerobot(p, [_traj()], fps=10, task="t", drop_final_obs=True), "lerobot"),
         (["PIL.Image"], lambda p: load_lerobot(p), "lerobot"),
+        (["h5py"], lambda p: save_robomimic(p, [_traj()]), "robomimic"),
+        (["h5py"], lambda p: load_robomimic(p), "robomimic"),
     ],
 )
 def test_a_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch, missing, call, extra):

@@ -9,6 +9,9 @@
 - :func:`save_lerobot` / :func:`load_lerobot`: LeRobot datasets (codebase version
   3.0), read back through ``lerobot``'s ``LeRobotDataset``
   (``pip install 'torchbuf[lerobot]'``).
+- :func:`save_robomimic` / :func:`load_robomimic`: robomimic HDF5 files (and Isaac
+  Lab's variant with a per-demo ``success``), read back by robomimic's
+  ``SequenceDataset`` (``pip install 'torchbuf[robomimic]'``).
 - :func:`to_torchrl` / :func:`from_torchrl` / :func:`transitions_from_torchrl`:
   torchrl's flat TensorDict of steps, for its replay buffers, samplers and losses
   (needs only tensordict).
@@ -25,6 +28,7 @@ torchbuf's own format (:mod:`torchbuf.io`) carries everything.
 from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
 from torchbuf.formats.lerobot import load_lerobot, save_lerobot
 from torchbuf.formats.minari_datasets import load_minari, save_minari
+from torchbuf.formats.robomimic import load_robomimic, save_robomimic
 from torchbuf.formats.select import info_flag, select_trajectories
 from torchbuf.formats.torchrl_layout import TRAJ_KEY, from_torchrl, to_torchrl, transitions_from_torchrl
 
@@ -36,9 +40,11 @@ __all__ = [
     "load_imitation",
     "load_lerobot",
     "load_minari",
+    "load_robomimic",
     "save_imitation",
     "save_lerobot",
     "save_minari",
+    "save_robomimic",
     "select_trajectories",
     "to_torchrl",
     "transitions_from_torchrl",

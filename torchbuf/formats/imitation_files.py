@@ -43,6 +43,7 @@ from torchbuf.data.convert import object_array
 from torchbuf.data.imitation import TRUNCATED_KEY, imitation_module
 from torchbuf.data.types import Trajectory
 from torchbuf.formats.ends import check_end, host_flags, is_dict
+from torchbuf.formats.select import select_trajectories
 from torchbuf.io import atomic
 
 IMITATION_FORMATS = ("datasets", "npz", "pickle")
@@ -52,7 +53,13 @@ _SEPARATOR = "."  # nested dict observation keys, joined in imitation's flat Dic
 PathLike = str | os.PathLike[str]
 
 
-def save_imitation(path: PathLike, trajs: Sequence[Trajectory], format: str = "datasets") -> None:
+def save_imitation(
+    path: PathLike,
+    trajs: Sequence[Trajectory],
+    format: str = "datasets",
+    *,
+    keep: Callable[[Trajectory], bool] | None = None,
+) -> None:
     """Saves trajectories in one of imitation's formats, atomically.
 
     Args:
@@ -61,6 +68,7 @@ def save_imitation(path: PathLike, trajs: Sequence[Trajectory], format: str = "d
         trajs: :class:`~torchbuf.Trajectory` or :class:`~torchbuf.TrajectoryWithRew`
             (all of one class), e.g. what ``pop_finished_trajectories()`` returned.
         format: One of :data:`IMITATION_FORMATS`.
+        keep: Save only the trajectories for which this is true (e.g. ``info_flag("success")``).
 
     Raises:
         ImportError: imitation is not installed (``pip install 'torchbuf[imitation]'``).
@@ -73,7 +81,7 @@ def save_imitation(path: PathLike, trajs: Sequence[Trajectory], format: str = "d
     """
     if format not in IMITATION_FORMATS:
         raise ValueError(f"format must be one of {IMITATION_FORMATS}, got {format!r}")
-    trajs = list(trajs)
+    trajs = list(trajs) if keep is None else select_trajectories(trajs, keep)
     _check_classes(trajs)
     converted = [_to_imitation(traj, i, format) for i, traj in enumerate(trajs)]
     _WRITERS[format](Path(path), converted)

@@ -42,7 +42,7 @@ import importlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -84,11 +84,12 @@ def save_lerobot(
     drop_final_obs: bool = False,
     drop_infos: bool = False,
     robot_type: str | None = None,
+    keep: Callable[[Trajectory], bool] | None = None,
 ) -> None:
     """Writes trajectories as a LeRobot v3.0 dataset, one episode per trajectory, atomically.
 
-    Episodes are written in the order given: to export only some of them (e.g. the
-    successful ones), pass just those.
+    Episodes are written in the order given; ``keep`` exports only some of them
+    (e.g. the successful ones).
 
     Args:
         root: The dataset's directory (created or replaced once the new one is
@@ -103,6 +104,9 @@ def save_lerobot(
             LeRobot's frames cannot hold.
         drop_infos: Save without the infos, which LeRobot cannot hold.
         robot_type: Recorded in ``meta/info.json``.
+        keep: Write only the trajectories for which this is true (e.g.
+            ``info_flag("success")``, as Isaac Lab's succeeded-only export); with one
+            task per trajectory, their tasks go with them. Checked before ``drop_infos``.
 
     Raises:
         ImportError: pyarrow, pandas or Pillow is missing (``pip install 'torchbuf[lerobot]'``).
@@ -112,8 +116,11 @@ def save_lerobot(
         OSError: ``root``'s parent is missing or not writable.
     """
     pa, pq, pd, image = _modules()
-    trajs = _checked(trajs, fps, drop_final_obs, drop_infos)
     tasks = _tasks(task, len(trajs))
+    if keep is not None:
+        chosen = [i for i, t in enumerate(trajs) if keep(t)]
+        trajs, tasks = [trajs[i] for i in chosen], [tasks[i] for i in chosen]
+    trajs = _checked(trajs, fps, drop_final_obs, drop_infos)
     columns, features = _frames(trajs, tasks, fps)
     lengths = [len(t) for t in trajs]
     with atomic.replacing_dir(root) as tmp:
@@ -325,7 +332,7 @@ def _arrow(column: np.ndarray, feature: dict[str, Any], pa: Any, image: Any) -> 
 
 def _png(frame: np.ndarray, image: Any) -> bytes:
     buffer = io.BytesIO()
-    image.fromarray(frame).save(buffer, format="PNG")
+    image.fromarray(frame).save(buffer, format="PNG", compress_level=1)  # as lerobot's own image writer
     return buffer.getvalue()
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +37,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.types import Obs, TrajectoryWithRew
 from torchbuf.formats.ends import check_end, host_flags
+from torchbuf.formats.select import select_trajectories
 
 _ARRAY_SPACES = (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 
@@ -49,6 +50,7 @@ def save_minari(
     action_space: gym.Space | None = None,
     env: Any = None,
     drop_infos: bool = False,
+    keep: Callable[[TrajectoryWithRew], bool] | None = None,
     **metadata: Any,
 ) -> Any:
     """Creates a Minari dataset with one episode per trajectory.
@@ -62,6 +64,8 @@ def save_minari(
         action_space: The env's (single) action space; default ``env``'s.
         env: The env (a gymnasium env, its id or spec), recorded by Minari.
         drop_infos: Save without the trajectories' infos (which Minari cannot hold).
+        keep: Write only the trajectories for which this is true (e.g.
+            ``info_flag("success")``); checked before ``drop_infos``.
         **metadata: Passed to ``minari.create_dataset_from_buffers`` (``author``,
             ``description``, ``algorithm_name``, ``data_format``, ...).
 
@@ -76,6 +80,7 @@ def save_minari(
     """
     minari = _minari()
     obs_space, act_space = _spaces(observation_space, action_space, env)
+    trajs = trajs if keep is None else select_trajectories(trajs, keep)
     buffers = [_episode(t, i, obs_space, act_space, drop_infos) for i, t in enumerate(trajs)]
     create = minari.create_dataset_from_buffers
     if "jpeg_encoding" in inspect.signature(create).parameters:
