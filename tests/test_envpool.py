@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests.helpers import assert_obs_equal
 from tests.reference import ListRecorder
@@ -89,3 +90,22 @@ def test_async_records_only_the_envs_that_stepped():
         _feed(ref, info["env_id"], ended, acts_for, obs, rews, term, trunc, info)
     assert seen == set(range(n))
     _check(envs, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_async_send_takes_the_integer_actions_envpool_takes(dtype):
+    """int32 actions (envpool accepts them) crashed send() with an index_put dtype error."""
+    env = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=4, batch_size=2, seed=1)
+    envs = VectorBufferingWrapper(env)
+    envs.async_reset()
+    *_, info = envs.recv()
+    sent = {}
+    for step in range(20):
+        ids = info["env_id"]
+        acts = np.array([(step + int(e)) % 2 for e in ids], dtype=dtype)
+        envs.send(acts, ids)
+        sent.update({int(e): int(a) for e, a in zip(ids, acts)})
+        *_, info = envs.recv()
+    tr = envs.pop_transitions()
+    assert tr.acts.dtype == torch.int64  # Discrete's declared dtype
+    assert len(tr) > 0 and set(tr.acts.tolist()) <= {0, 1}

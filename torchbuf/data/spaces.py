@@ -65,3 +65,57 @@ def _kind(value: Any) -> str:
         return "f" if value.dtype.is_floating_point else ("i" if value.dtype.is_signed else "u")
     kind: str = value.dtype.kind if isinstance(value, np.ndarray) else np.asarray(value).dtype.kind
     return kind
+
+
+def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
+    """Returns ``value`` in the space's declared dtype, refusing values that do not fit.
+
+    Storage takes the space's dtype, not whatever dtype a step happens to carry, so a
+    later step can never be truncated or wrapped into an earlier one's dtype. A value
+    already in that dtype is returned as is (no copy, no device work); a cast that
+    would change a value (``0.5`` into an integer space, ``300`` into ``uint8``) raises.
+
+    Args:
+        space: The single-env space.
+        value: A batch (numpy array, tensor, or mapping for dict spaces).
+        field: Name used in error messages.
+
+    Returns:
+        The batch in the space's dtype (mappings key by key).
+
+    Raises:
+        ValueError: a value does not fit the dtype, naming the field and the env.
+    """
+    if isinstance(space, spaces.Dict) and isinstance(value, Mapping):
+        fitted = {k: fit_space(sub, value[k], f"{field}[{k!r}]") for k, sub in space.spaces.items()}
+        if all(fitted[k] is value[k] for k in fitted):
+            return value
+        return type(value)(fitted) if isinstance(value, dict) else fitted
+    if space.dtype is None or not hasattr(value, "dtype"):
+        return value
+    want = np.dtype(space.dtype)
+    if isinstance(value, torch.Tensor):
+        target = torch.from_numpy(np.zeros(0, want)).dtype
+        if value.dtype == target:
+            return value
+        cast = value.to(target)
+        lossy = want.kind in "iub" or not value.dtype.is_floating_point
+        if lossy and not torch.equal(cast.to(value.dtype), value):  # only on a dtype mismatch
+            bad_rows = (cast.to(value.dtype) != value).reshape(len(value), -1).any(1)
+            _refuse(field, int(bad_rows.nonzero()[0]), value, want)
+        return cast
+    arr: np.ndarray = np.asarray(value)
+    if arr.dtype == want:
+        return value
+    out = arr.astype(want)
+    if (want.kind in "iub" or arr.dtype.kind not in "f") and not np.array_equal(out.astype(arr.dtype), arr):
+        bad = (out.astype(arr.dtype) != arr).reshape(len(arr), -1).any(1)
+        _refuse(field, int(np.flatnonzero(bad)[0]), arr, want)
+    return out
+
+
+def _refuse(field: str, env: int, value: Any, want: np.dtype) -> None:
+    raise ValueError(
+        f"{field}: env {env} gave {value[env].tolist()} ({value.dtype}), which does not fit the "
+        f"space's dtype {want}: torchbuf stores the declared dtype and never truncates or wraps"
+    )

@@ -26,7 +26,7 @@ from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.convert import as_tensor, obs_to_tensors
-from torchbuf.data.spaces import check_batch
+from torchbuf.data.spaces import check_batch, fit_space
 from torchbuf.data.types import Obs
 
 
@@ -100,11 +100,17 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._check_premature_reset("VectorBufferingWrapper")
         obs, info = self.env.reset(seed=seed, options=options)
         check_batch(self.single_observation_space, obs, self.num_envs, "obs")
+        stored = fit_space(self.single_observation_space, obs, "obs")
         if mask is None or not self._started:
-            self._start(obs)
+            self._start(stored)
         else:
-            obs_t = obs_to_tensors(obs, self.num_envs, self.device)
-            self._recorder.storage.restart(obs_t, as_tensor(mask, self.device))
+            obs_t = obs_to_tensors(stored, self.num_envs, self.device)
+            mask_t = as_tensor(mask, self.device)
+            self._recorder.storage.restart(obs_t, mask_t)
+            if self.mode is Autoreset.NEXT_STEP:  # the env cleared its autoreset flags there
+                assert self._ended is not None
+                self._ended_host[np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)] = False
+                self._ended &= ~mask_t
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -120,8 +126,9 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             raise ValueError(f"actions: on {actions.device}, but the env's tensors are on {self.device}")
         obs, rews, terminated, truncated, info = self.env.step(actions)
         env_ids = _env_ids(info, self.num_envs)
+        acts = fit_space(self.single_action_space, actions, "actions")
         self._record(
-            obs_to_tensors(actions, self.num_envs, self.device),
+            obs_to_tensors(acts, self.num_envs, self.device),
             obs,
             rews,
             terminated,
@@ -152,7 +159,8 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         """Envpool's asynchronous ``send``: saves the actions of the envs in ``env_id``."""
         self._require_started()
         ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
-        acts = obs_to_tensors(actions, len(ids), self.device)
+        check_batch(self.single_action_space, actions, len(ids), "actions")
+        acts = obs_to_tensors(fit_space(self.single_action_space, actions, "actions"), len(ids), self.device)
         if self._sent is None:
             self._sent = _alloc_rows(acts, self.num_envs)
         self._sent[torch.as_tensor(ids, device=self.device)] = acts
@@ -227,12 +235,12 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         env_ids: np.ndarray | None,
     ) -> None:
         n = self.num_envs if env_ids is None else len(env_ids)
-        obs_t = obs_to_tensors(obs, n, self.device)
+        obs_t = obs_to_tensors(fit_space(self.single_observation_space, obs, "obs"), n, self.device)
         term, trunc = as_tensor(terminated, self.device).bool(), as_tensor(truncated, self.device).bool()
         host = isinstance(terminated, np.ndarray)
         dones_host = (np.asarray(terminated) | np.asarray(truncated)) if host else None
         rec = StepRecord(
-            obs_t, acts, as_tensor(rews, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
+            obs_t, acts, _rewards(rews, n, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
         )
         if self.mode is Autoreset.SAME_STEP:
             rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device)
@@ -298,6 +306,15 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._ended = done & ~ended
         else:
             self._ended[torch.as_tensor(rec.env_ids, device=self.device)] = done & ~ended
+
+
+def _rewards(rews: Any, n: int, device: torch.device) -> torch.Tensor:
+    """Rewards as a float tensor of shape ``(n,)``: integers are exact in float64, never truncated."""
+    shape = tuple(rews.shape) if hasattr(rews, "shape") else np.shape(rews)
+    if shape != (n,):
+        raise ValueError(f"rewards: expected shape ({n},) (one per env that stepped), got {shape}")
+    r = as_tensor(rews, device)
+    return r if r.is_floating_point() else r.to(torch.float64)
 
 
 def _alloc_rows(acts: Obs, n: int) -> Obs:

@@ -1,0 +1,137 @@
+"""Regression tests for recording defects found by probing as a hostile user.
+
+Each test failed before its fix; the expected values come from the env itself
+(its own step counts and returned arrays), never from torchbuf.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from torchbuf import VectorBufferingWrapper
+
+AutoresetMode = getattr(gym.vector, "AutoresetMode", None)
+NEEDS_MODES = pytest.mark.skipif(AutoresetMode is None, reason="gymnasium 0.29 has no AutoresetMode")
+
+
+class OneStep(gym.Env):
+    """Episodes of one step; the observation counts the env's own steps."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.array([-1.0], np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        return np.array([float(self.steps)], np.float32), 1.0, True, False, {}
+
+
+@NEEDS_MODES
+def test_next_step_partial_reset_after_an_episode_end_keeps_the_next_transition() -> None:
+    """Issue item 1: reset_mask clears gymnasium's autoreset flag; the next step is a transition."""
+    inner = gym.vector.SyncVectorEnv([OneStep], autoreset_mode=AutoresetMode.NEXT_STEP)
+    env = VectorBufferingWrapper(inner)
+    env.reset(seed=0)
+    env.step(np.array([0]))
+    env.reset(options={"reset_mask": np.array([True])})
+    env.step(np.array([1]))
+    made = inner.envs[0].unwrapped.steps
+    tr = env.pop_transitions()
+    assert made == 2
+    assert len(tr) == made
+    assert tr.next_obs[:, 0].tolist() == [1.0, 2.0]
+    assert tr.acts.tolist() == [0, 1]
+
+
+class Scripted(gym.vector.VectorEnv):
+    """A two-env vector env that returns, step by step, the arrays a test scripts.
+
+    A fake on purpose: it returns observations and rewards of dtypes a real env should
+    not, which is the hostile input under test.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP} if AutoresetMode else {}
+
+    def __init__(self, space: gym.spaces.Box, obs: list[np.ndarray], rews: list[np.ndarray]) -> None:
+        self.num_envs = 2
+        self.single_observation_space = space
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = gym.vector.utils.batch_space(space, 2)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, 2)
+        self._obs, self._rews = list(obs), list(rews)
+
+    def reset(self, *, seed=None, options=None):
+        return self._obs.pop(0), {}
+
+    def step(self, actions):
+        no = np.zeros(2, dtype=bool)
+        return self._obs.pop(0), self._rews.pop(0), no, no, {}
+
+
+BOX = gym.spaces.Box(-1000.0, 1000.0, (2,), np.float32)
+FLOATS = [np.zeros((2, 2), np.float32)] * 3
+RAND = [np.zeros(2)] * 2
+
+
+@NEEDS_MODES
+def test_actions_are_stored_in_the_space_dtype_not_the_first_steps() -> None:
+    """Issue item 2: integer actions first must not truncate later float actions."""
+    env = VectorBufferingWrapper(Scripted(BOX, FLOATS, RAND))
+    env.reset()
+    env.step(np.array([[0, 1], [1, 0]]))
+    env.step(np.array([[0.5, -0.75], [0.25, 0.125]], np.float32))
+    acts = env.pop_transitions().acts
+    assert acts.dtype.is_floating_point
+    assert acts.tolist() == [[0.0, 1.0], [0.5, -0.75], [1.0, 0.0], [0.25, 0.125]]
+
+
+@NEEDS_MODES
+def test_observations_that_do_not_fit_the_space_dtype_raise_naming_env_and_field() -> None:
+    """Issue item 2: 300 into a uint8 space is refused, not wrapped to 44."""
+    space = gym.spaces.Box(0, 255, (2,), np.uint8)
+    obs = [np.zeros((2, 2), np.uint8), np.array([[1, 2], [300, 4]], np.int64)]
+    env = VectorBufferingWrapper(Scripted(space, obs, RAND))
+    env.reset()
+    with pytest.raises(ValueError, match=r"obs: env 1 gave \[300, 4\].*uint8"):
+        env.step(np.zeros((2, 2), np.float32))
+
+
+@NEEDS_MODES
+def test_float_observations_after_integer_reset_obs_are_kept() -> None:
+    """Issue item 2: an int64 reset obs must not make later float obs integers."""
+    obs = [np.array([[1, 2], [3, 4]], np.int64), np.array([[0.5, 1.5], [2.5, 3.5]])]
+    env = VectorBufferingWrapper(Scripted(BOX, obs, RAND))
+    env.reset()
+    env.step(np.zeros((2, 2), np.float32))
+    tr = env.pop_transitions()
+    assert tr.obs.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert tr.next_obs.tolist() == [[0.5, 1.5], [2.5, 3.5]]
+
+
+@NEEDS_MODES
+def test_integer_rewards_first_do_not_truncate_later_float_rewards() -> None:
+    """Issue item 2: rewards [1, 2] then [0.5, 2.5] are recorded as given."""
+    rews = [np.array([1, 2]), np.array([0.5, 2.5])]
+    env = VectorBufferingWrapper(Scripted(BOX, FLOATS, rews))
+    env.reset()
+    env.step(np.zeros((2, 2), np.float32))
+    env.step(np.zeros((2, 2), np.float32))
+    assert env.pop_transitions().rews.tolist() == [1.0, 0.5, 2.0, 2.5]
+
+
+@NEEDS_MODES
+@pytest.mark.parametrize("shape", [(2, 1), (3,)])
+def test_rewards_of_the_wrong_shape_raise_naming_the_field(shape: tuple[int, ...]) -> None:
+    """Issue item 9: (n, 1) rewards were stored as (n, 1); (n + 1,) gave a raw broadcast error."""
+    env = VectorBufferingWrapper(Scripted(BOX, FLOATS, [np.zeros(shape)]))
+    env.reset()
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(2,\)"):
+        env.step(np.zeros((2, 2), np.float32))
