@@ -135,3 +135,48 @@ def test_rewards_of_the_wrong_shape_raise_naming_the_field(shape: tuple[int, ...
     env.reset()
     with pytest.raises(ValueError, match=r"rewards: expected shape \(2,\)"):
         env.step(np.zeros((2, 2), np.float32))
+
+
+def _cartpoles(n: int) -> gym.vector.SyncVectorEnv:
+    return gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * n)
+
+
+@pytest.mark.parametrize("capacity", [0, -5, 2.5, True])
+def test_capacity_that_is_not_a_positive_count_is_refused(capacity: object) -> None:
+    """Issue item 13: 0 and -5 were silently clamped."""
+    with pytest.raises(ValueError, match="capacity: expected a positive number of slots per env"):
+        VectorBufferingWrapper(_cartpoles(1), capacity=capacity)  # type: ignore[arg-type]
+
+
+def test_capacity_larger_than_memory_is_refused_before_allocating() -> None:
+    """Issue item 13: 10**12 slots for one env tried to allocate terabytes."""
+    env = VectorBufferingWrapper(_cartpoles(1), capacity=10**12)
+    with pytest.raises(ValueError, match=r"capacity: 1000000000000 slots for each of 1 envs need about"):
+        env.reset(seed=0)
+
+
+def test_a_pop_while_another_thread_steps_raises_instead_of_losing_data() -> None:
+    """Issue item 10: concurrent step and pop corrupted the cursors; now the second call raises."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(gym.Wrapper):
+        def step(self, action):
+            entered.set()
+            release.wait(5)
+            return self.env.step(action)
+
+    inner = gym.vector.SyncVectorEnv([lambda: Slow(gym.make("CartPole-v1"))])
+    env = VectorBufferingWrapper(inner)
+    env.reset(seed=0)
+    worker = threading.Thread(target=env.step, args=(np.array([0]),))
+    worker.start()
+    assert entered.wait(5)
+    try:
+        with pytest.raises(RuntimeError, match=r"pop_transitions\(\) called while step\(\) is running"):
+            env.pop_transitions()
+    finally:
+        release.set()
+        worker.join()
+    assert len(env.pop_transitions()) == 1  # the step itself was recorded

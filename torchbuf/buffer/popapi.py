@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.types import TrajectoryWithRew, TransitionsWithRew
 
@@ -53,6 +54,7 @@ class PopAPI:
         """The storage device."""
         return self._recorder.device
 
+    @exclusive
     def pop_transitions(self) -> TransitionsWithRew:
         """Pops recorded transitions (env by env, in time order).
 
@@ -66,6 +68,7 @@ class PopAPI:
         self._before_pop()
         return self._recorder.pop_transitions()
 
+    @exclusive
     def pop_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
         """Pops recorded trajectories ``trajs`` and episode lengths ``ep_lens``.
 
@@ -79,6 +82,7 @@ class PopAPI:
         self._before_pop()
         return self._recorder.pop_trajectories()
 
+    @exclusive
     def pop_finished_trajectories(self) -> tuple[Sequence[TrajectoryWithRew], list[int]]:
         """Pops recorded complete trajectories ``trajs`` and episode lengths ``ep_lens``.
 

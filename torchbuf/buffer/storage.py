@@ -17,6 +17,7 @@ of rows that have nothing to write, so no step needs a data-dependent branch.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class SlotStorage:
     """
 
     def __init__(self, n_envs: int, device: torch.device | str = "cpu", capacity: int = 64):
+        if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 1:
+            raise ValueError(f"capacity: expected a positive number of slots per env, got {capacity!r}")
         self.n_envs = n_envs
         self.device = torch.device(device)
         self.capacity = max(int(capacity), 4)
@@ -65,6 +68,7 @@ class SlotStorage:
                 :meth:`restart` (``obs`` only fixes shapes and dtypes).
         """
         if self.data is None or not self._obs_matches(obs):
+            _check_fits(obs, self.n_envs, self.capacity + 1, self.device)
             self.data = TensorDict(
                 {"obs": alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
                 batch_size=[self.n_envs, self.capacity + 1],
@@ -432,3 +436,23 @@ class SlotStorage:
         )
         full[:, : data.batch_size[1]] = data.to(self.device)
         return full
+
+
+def _check_fits(obs: Obs, rows: int, slots: int, device: torch.device) -> None:
+    """Refuses a first allocation larger than the device's memory (before trying it)."""
+    leaves: list[torch.Tensor] = (
+        [obs] if isinstance(obs, torch.Tensor) else list(obs.values(include_nested=True, leaves_only=True))  # type: ignore[arg-type]
+    )
+    per_slot = 16 + sum(int(leaf[0].numel()) * leaf.element_size() for leaf in leaves if len(leaf))
+    need = rows * slots * per_slot
+    if device.type == "cuda":
+        have = torch.cuda.mem_get_info(device)[0]
+    elif hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:
+        return
+    if need > have:
+        raise ValueError(
+            f"capacity: {slots - 1} slots for each of {rows} envs need about {need / 2**30:.1f} GiB, "
+            f"more than the {have / 2**30:.1f} GiB of {device}: start smaller, the storage grows as needed"
+        )

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from torchbuf.adapters.sb3 import sb3_record
+from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.convert import obs_to_tensors
@@ -73,6 +74,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             raise RuntimeError("BufferingWrapper: a step_async() is pending; save the state between steps")
         return {}
 
+    @exclusive
     def reset(self, **kwargs: Any) -> VecEnvObs:
         """Resets all envs; discards data not yet popped.
 
@@ -87,6 +89,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self._saved_acts = None
         return obs
 
+    @exclusive
     def step_async(self, actions: np.ndarray) -> None:
         """Checks and saves ``actions``, then steps the wrapped env.
 
@@ -102,6 +105,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self.venv.step_async(actions)
         self._saved_acts = actions
 
+    @exclusive
     def step_wait(self) -> VecEnvStepReturn:
         """Waits for the step, records it, and returns the wrapped env's result.
 

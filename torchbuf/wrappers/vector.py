@@ -22,6 +22,7 @@ except ImportError:  # gymnasium 0.29
 
 from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, final_obs, unknown_like
 from torchbuf.adapters.gymnasium import autoreset_mode as read_autoreset_mode
+from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.recorder import Recorder
@@ -85,6 +86,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._tensor_env = False
 
     # ------------------------------------------------------------------ gymnasium API
+    @exclusive
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Resets the env; with ``options["reset_mask"]`` (or ``"env_idx"``) only those envs.
 
@@ -113,6 +115,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
                 self._ended &= ~mask_t
         return obs, info
 
+    @exclusive
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         """Steps the env, records the step, and returns the env's result unchanged.
 
@@ -139,6 +142,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         return obs, rews, terminated, truncated, info
 
     # ------------------------------------------------------------------ envpool async
+    @exclusive
     def async_reset(self) -> None:
         """Asynchronous reset (envpool): the reset observations arrive through ``recv``.
 
@@ -155,6 +159,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             no_acts, self.num_envs, self.device
         )  # reset steps' actions: never recorded
 
+    @exclusive
     def send(self, actions: Any, env_id: Any = None) -> None:
         """Envpool's asynchronous ``send``: saves the actions of the envs in ``env_id``."""
         self._require_started()
@@ -166,6 +171,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._sent[torch.as_tensor(ids, device=self.device)] = acts
         self.env.send(actions, env_id)  # type: ignore[attr-defined]
 
+    @exclusive
     def recv(self) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         """Envpool's asynchronous ``recv``: records the envs in ``info["env_id"]``."""
         obs, rews, terminated, truncated, info = self.env.recv()  # type: ignore[attr-defined]
