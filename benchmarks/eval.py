@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from benchmarks.machine import cpu_model
+from torchbuf.app.config import DEFAULT_BUDGETS, JobConfig, default_device
 from torchbuf.app.demo import run_job
-from torchbuf.app.pipeline import DEFAULT_BUDGETS, JobConfig, default_device
 from torchbuf.app.plots import learning_curves
 from torchbuf.app.report import policy_rows, results_markdown
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from torchbuf.app import pipeline
+from torchbuf.app import config
+from torchbuf.app.config import Budgets, JobConfig
 from torchbuf.app.demo import POLICIES, run_job
-from torchbuf.app.pipeline import Budgets, JobConfig
 from torchbuf.app.report import policy_rows, results_table, stages_table, write_outputs
 from torchbuf.envs import TorchCartPole
 from torchbuf.envs.experts import scripted_cartpole
@@ -102,7 +102,7 @@ def test_gail_stage(backend, steps, per_round, tmp_path):
 
 
 def test_no_gail_preset_skips_gail(monkeypatch):
-    monkeypatch.setattr(pipeline, "GAIL_PRESETS", {})
+    monkeypatch.setattr(config, "GAIL_PRESETS", {})
     budgets = Budgets(expert_episodes=1, bc_epochs=0, eval_episodes=1)
     assert JobConfig("Pendulum-v1", "sb3", budgets=budgets).gail_steps == 0  # skipped, not failed
     result = run_job(JobConfig("Pendulum-v1", "sb3", device="cpu", n_envs=1, budgets=budgets), progress=False)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from torchbuf.app.pipeline import (
+from torchbuf.app.config import (
     BACKENDS,
     DEFAULT_BUDGETS,
     DEFAULT_N_ENVS,

@@ -1,12 +1,12 @@
 """The main job: expert rollouts recorded through torchbuf → BC → GAIL → evaluation.
 
 :func:`run_job` runs the stages of :mod:`torchbuf.app.pipeline` for every seed of a
-:class:`~torchbuf.app.pipeline.JobConfig`, with progress bars, and returns a
+:class:`~torchbuf.app.config.JobConfig`, with progress bars, and returns a
 :class:`JobResult`; :func:`torchbuf.app.report.write_outputs` writes its table, JSON
 and plot. ``torchbuf demo`` (``make demo``) is the command-line front.
 
 Examples:
-    >>> from torchbuf.app.pipeline import Budgets, JobConfig
+    >>> from torchbuf.app.config import Budgets, JobConfig
     >>> budgets = Budgets(expert_episodes=2, bc_epochs=1, gail_steps=0, eval_episodes=2)
     >>> result = run_job(JobConfig(device="cpu", n_envs=2, budgets=budgets), progress=False)
     >>> result.seeds[0].recording.stats["return_mean"], result.seeds[0].gail.status
@@ -22,7 +22,8 @@ from typing import Any
 from tqdm import tqdm
 
 from torchbuf.app import pipeline as stages
-from torchbuf.app.pipeline import BCRun, Evaluation, GAILRun, JobConfig, Recording
+from torchbuf.app.config import JobConfig
+from torchbuf.app.pipeline import BCRun, Evaluation, GAILRun, Recording
 
 __all__ = ["POLICIES", "JobResult", "SeedResult", "run_job"]
 
