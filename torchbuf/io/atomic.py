@@ -9,6 +9,10 @@ writer that is killed cannot, so the next writer of the same target removes the
 temporaries of writers that are gone: those named with this host and the id of a
 process that no longer runs. Temporaries of live processes, of other hosts, or
 named otherwise are left alone. One writer per target at a time.
+
+A target that is a symbolic link is followed: the link's target is replaced (its
+temporaries and the directory aside sit beside it) and the link is kept, pointing to
+the new contents.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["aside_path", "remove_stale_temps", "replacing_dir", "replacing_file"]
+__all__ = ["aside_path", "remove_stale_temps", "replacing_dir", "replacing_file", "resolved"]
 
 
 @contextlib.contextmanager
@@ -29,10 +33,11 @@ def replacing_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields an empty temporary directory that replaces ``path`` when the block succeeds.
 
     Args:
-        path: The directory to create or replace (its parent must exist).
+        path: The directory to create or replace (its parent must exist), or a
+            link to one (the link's target is replaced; the link is kept).
 
     Yields:
-        The temporary directory, a sibling of ``path``. If the block raises, it
+        The temporary directory, a sibling of ``path`` (of a link's target). If the block raises, it
         is removed and ``path`` is left as it was.
 
     Raises:
@@ -47,7 +52,7 @@ def replacing_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         ...     (Path(tmp) / "out" / "a.txt").read_text()
         'hi'
     """
-    path = Path(path)
+    path = resolved(path)
     if path.exists() and not path.is_dir():
         raise _named(FileExistsError(17, "exists and is not a directory"), path)
     tmp = _make_temp(path, directory=True)
@@ -66,7 +71,8 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     The file is fsynced before the rename, and the directory after it.
 
     Args:
-        path: The file to create or replace (its parent must exist).
+        path: The file to create or replace (its parent must exist), or a link
+            to one (the link's target is replaced; the link is kept).
 
     Yields:
         The temporary file's path (the file exists, empty). If the block raises,
@@ -76,7 +82,7 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[Path]:
         OSError: the parent is missing or not writable, or ``path`` is a
             directory (the error names ``path``).
     """
-    path = Path(path)
+    path = resolved(path)
     if path.is_dir():
         raise _named(IsADirectoryError(21, "is a directory"), path)
     tmp = _make_temp(path, directory=False)
@@ -89,6 +95,11 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``path``, or where it leads if it is a symbolic link (a chain of them followed)."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
 
 
 def aside_path(path: Path) -> Path:
@@ -153,14 +164,22 @@ def _named(err: OSError, path: Path) -> OSError:
 def _commit(tmp: Path, path: Path) -> None:
     """Renames ``tmp`` to ``path``; an existing directory goes aside first, then away."""
     aside = aside_path(path)
-    if aside.exists() and path.exists():
-        shutil.rmtree(aside)  # left by a crash after an earlier commit: ``path`` is newer
+    if os.path.lexists(aside) and path.exists():
+        _remove(aside)  # left by a crash after an earlier commit: ``path`` is newer
     if path.exists():
         _move_aside(path, aside)
     _move_in(tmp, path)
     fsync_dir(path.parent)
-    if aside.exists():
-        shutil.rmtree(aside)
+    if os.path.lexists(aside):
+        _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    """Deletes a directory tree, or only the link where ``path`` is a link."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def _move_aside(path: Path, aside: Path) -> None:

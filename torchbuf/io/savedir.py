@@ -1,81 +1,124 @@
-"""Save directories: memory-mapped tensors, a pickled side file, a checked manifest.
+"""Save directories: memory-mapped tensors, infos as data, a checked manifest.
 
 A save is one directory::
 
     <path>/
         manifest.json   format version, kind, metadata; per file: size and sha256;
-                        per tensor field: its file, shape and dtype
+                        per tensor field: its key, file, shape and dtype; per
+                        (nested) TensorDict: its batch size
         data/           ``TensorDict.memmap``: one raw ``.memmap`` file per leaf
                         tensor, ``meta.json`` per (nested) TensorDict
-        objects.pkl     host objects (infos), pickled
+        objects.json    host objects (infos) as a JSON tree (:mod:`torchbuf.io.objects`)
+        objects.bin     the bytes of the arrays and tensors in them
+        objects.pkl     instead of the two: infos pickled, only where the caller
+                        allowed it (``allow_pickle=True``)
 
-Writes are atomic (:mod:`torchbuf.io.atomic`): everything goes into a sibling
-temporary directory (``.<name>.tmp-*``), every file and directory is fsynced, and
-the directory is renamed into place. An existing save is first renamed aside
-(``.<name>.old``), the new one renamed in, and the old one deleted; a crash between
-the two renames leaves the old save aside, where :func:`read` finds it. The next
-save to the same path removes what a killed writer left. Reads check the manifest before
-mapping any tensor, so a truncated, corrupt or missing file raises
-:class:`CorruptSaveError` naming it, never returning wrong data.
+Writes are atomic (:mod:`torchbuf.io.atomic`). Reads build the tensors from the
+manifest alone (tensordict's ``meta.json`` files are hashed, never interpreted), and
+read every file through one descriptor opened inside the save's directory, without
+following links: what is hashed is what is mapped, and a save that a writer replaces
+meanwhile is either read whole or read again. A file that is missing, truncated or
+corrupt raises :class:`CorruptSaveError` naming it, never returning wrong data; a
+pickled save raises :class:`UnsafeLoadError` unless ``allow_pickle=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import inspect
 import json
+import math
+import mmap
 import os
 import pickle
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tensordict import TensorDict, TensorDictBase
+import torch
+from tensordict import TensorDict, TensorDictBase, is_tensor_collection
 
-from torchbuf.io import atomic
+from torchbuf.io import atomic, manifest, objects
+from torchbuf.io.manifest import OBJECT_FILES, CorruptSaveError
 
-FORMAT = "torchbuf"
-FORMAT_VERSION = 1
+__all__ = ["CorruptSaveError", "UnsafeLoadError", "read", "write"]
+
 MANIFEST = "manifest.json"
 DATA = "data"
-OBJECTS = "objects.pkl"
 _CHUNK = 1 << 22
+_RETRIES = 20
+_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-class CorruptSaveError(ValueError):
-    """A save on disk does not match its manifest (truncated, corrupt or missing file)."""
+class UnsafeLoadError(ValueError):
+    """Loading a save would unpickle (run code from the file), and the caller did not allow it."""
 
 
 # ------------------------------------------------------------------------- writing
-def write(path: str | os.PathLike[str], kind: str, data: TensorDictBase, objects: Any, meta: dict) -> None:
+def write(
+    path: str | os.PathLike[str],
+    kind: str,
+    data: TensorDictBase,
+    objects_: Any,
+    meta: dict,
+    allow_pickle: bool = False,
+) -> None:
     """Writes a save atomically, replacing any save at ``path``.
 
     Args:
-        path: The save directory to create or replace.
+        path: The save directory to create or replace (a link to one: its target).
         kind: What the save holds (recorded in the manifest, checked by :func:`read`).
         data: The tensors (CPU or any device), saved with ``TensorDict.memmap``.
-        objects: Host objects, pickled into ``objects.pkl``.
+        objects_: Host objects (infos), saved as data (:mod:`torchbuf.io.objects`).
         meta: JSON-serialisable metadata for the manifest.
+        allow_pickle: Pickle ``objects_`` where they are not data (a class
+            instance, a function); loading them then needs ``allow_pickle=True``.
 
     Raises:
+        objects.NotDataError: ``objects_`` are not data and ``allow_pickle`` is
+            false; the message names the entry.
         OSError: the parent directory is missing or not writable (the error
             names ``path``).
     """
+    blobs = _encode_objects(objects_, allow_pickle)
     with atomic.replacing_dir(path) as tmp:
-        _write_contents(Path(tmp), kind, data, objects, meta)
+        _write_contents(Path(tmp), kind, data, blobs, meta)
 
 
-def _write_contents(tmp: Path, kind: str, data: TensorDictBase, objects: Any, meta: dict) -> None:
+def _encode_objects(value: Any, allow_pickle: bool) -> dict[str, bytes]:
+    try:
+        tree, buffer = objects.encode(value)
+    except objects.NotDataError:
+        if not allow_pickle:
+            raise
+        return {OBJECT_FILES["pickle"][0]: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)}
+    json_file, bin_file = OBJECT_FILES["data"]
+    return {json_file: json.dumps(tree).encode(), bin_file: buffer}
+
+
+def _write_contents(tmp: Path, kind: str, data: TensorDictBase, blobs: dict[str, bytes], meta: dict) -> None:
     mapped = data.to("cpu").memmap(tmp / DATA)
-    with open(tmp / OBJECTS, "wb") as f:
-        pickle.dump(objects, f, protocol=pickle.HIGHEST_PROTOCOL)
+    for name, raw in blobs.items():
+        (tmp / name).write_bytes(raw)
     files = {_rel(tmp, p): _digest(p, sync=True) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    fields = {_field_name(key): _field_entry(tmp, leaf) for key, leaf in mapped.items(True, True)}
-    del mapped
-    body = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "meta": meta}
-    body.update(fields=fields, files=files)
-    text = json.dumps({"body": body, "sha256": _text_sha(body)}, indent=1)
+    nested = [(k, v) for k, v in mapped.items(True, False) if is_tensor_collection(v)]
+    tds: list[tuple[Any, Any]] = [((), mapped), *sorted(nested, key=lambda kv: len(_key(kv[0])))]
+    leaves = mapped.items(True, True)
+    body = {
+        "format": manifest.FORMAT,
+        "format_version": manifest.FORMAT_VERSION,
+        "kind": kind,
+        "meta": meta,
+        "tensordicts": [{"key": list(_key(k)), "batch_size": list(td.batch_size)} for k, td in tds],
+        "fields": {"/".join(_key(k)): _field_entry(tmp, k, leaf) for k, leaf in leaves},
+        "objects": {"encoding": "pickle" if OBJECT_FILES["pickle"][0] in blobs else "data"},
+        "files": files,
+    }
+    del mapped, tds, nested
     with open(tmp / MANIFEST, "w") as f:
-        f.write(text)
+        f.write(manifest.text(body))
         f.flush()
         os.fsync(f.fileno())
     for directory in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
@@ -83,8 +126,9 @@ def _write_contents(tmp: Path, kind: str, data: TensorDictBase, objects: Any, me
     atomic.fsync_dir(tmp)
 
 
-def _field_entry(root: Path, leaf: Any) -> dict[str, Any]:
+def _field_entry(root: Path, key: Any, leaf: Any) -> dict[str, Any]:
     return {
+        "key": list(_key(key)),
         "file": _rel(root, Path(leaf.filename)),
         "shape": list(leaf.shape),
         "dtype": str(leaf.dtype),
@@ -93,110 +137,229 @@ def _field_entry(root: Path, leaf: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------- reading
 def read(
-    path: str | os.PathLike[str], kind: str | None = None, verify: bool = True
+    path: str | os.PathLike[str], kind: str | None = None, verify: bool = True, allow_pickle: bool = False
 ) -> tuple[TensorDictBase, Any, dict[str, Any]]:
     """Reads a save after checking it against its manifest.
 
     Args:
-        path: The save directory.
+        path: The save directory (or a link to one).
         kind: The kind expected, or ``None`` for any.
         verify: Check every file's sha256 (reads each file once). Sizes, shapes
             and dtypes are checked either way.
+        allow_pickle: Unpickle the infos of a save that holds them pickled
+            (this runs code from the file: only for saves you trust).
 
     Returns:
-        A tuple ``(data, objects, manifest)`` of the tensors memory-mapped (lazy, zero-copy,
-        on the CPU; in-place writes do not reach the files where tensordict maps
-        them copy-on-write), the unpickled objects, and the manifest's body.
+        A tuple ``(data, objects, manifest)`` of the tensors memory-mapped (lazy,
+        zero-copy, on the CPU, copy-on-write: in-place writes do not reach the
+        files), the infos, and the manifest's body.
 
     Raises:
         FileNotFoundError: no save at ``path``.
-        CorruptSaveError: a file is missing, truncated or corrupt, or a field's
-            shape or dtype disagrees with the manifest (the message names them).
+        CorruptSaveError: a file is missing, truncated or corrupt, or the manifest
+            is malformed (the message names them), or writers replaced the save
+            again and again while it was read.
+        UnsafeLoadError: the save holds pickled infos and ``allow_pickle`` is false.
     """
-    root = _existing(Path(path))
-    body = _manifest(root)
+    errors: list[Exception] = []
+    for _ in range(_RETRIES):
+        with _Snapshot.open(Path(path)) as snap:
+            try:
+                return _read(snap, kind, verify, allow_pickle)
+            except CorruptSaveError as err:
+                if not snap.replaced():
+                    raise
+                errors.append(err)  # a writer replaced the save meanwhile: read the new one
+    raise CorruptSaveError(
+        f"{path}: the save changed while it was read, {len(errors)} times in a row (a writer "
+        f"is replacing it); the last read found: {errors[-1]}"
+    )
+
+
+def _read(snap: _Snapshot, kind: str | None, verify: bool, allow_pickle: bool) -> tuple[Any, Any, dict]:
+    root = snap.root
+    body = manifest.parse(snap.read_bytes(MANIFEST), str(root / MANIFEST))
     if kind is not None and body["kind"] != kind:
         raise CorruptSaveError(f"{root}: holds {body['kind']!r}, expected {kind!r}")
+    encoding = body["objects"]["encoding"]
+    if encoding == "pickle" and not allow_pickle:
+        raise UnsafeLoadError(
+            f"{root}: its infos are pickled ({OBJECT_FILES['pickle'][0]}), and unpickling runs code "
+            "from the file; load it with allow_pickle=True only if you trust where it came from"
+        )
     owners = {entry["file"]: name for name, entry in body["fields"].items()}
-    for rel, entry in body["files"].items():
-        _check_file(root, rel, entry, owners.get(rel), verify)
-    data = _load_data(root)
-    _check_fields(root, data, body["fields"])
-    with open(root / OBJECTS, "rb") as f:
-        objects = pickle.load(f)  # noqa: S301 (checked against the manifest above)
-    return data, objects, body
+    with contextlib.ExitStack() as stack:
+        fds = {}
+        for rel, entry in body["files"].items():  # all opened first: a replaced save stays readable
+            fds[rel] = stack.enter_context(snap.open_file(rel, entry, owners.get(rel)))
+        if verify:
+            for rel, fd in fds.items():
+                if _sha(fd) != body["files"][rel]["sha256"]:
+                    raise CorruptSaveError(f"{snap.what(rel, owners.get(rel))}: sha256 mismatch (corrupt)")
+        data = _build(snap, body, fds)
+        infos = _read_objects(snap, encoding, fds)
+    return data, infos, body
 
 
-def _existing(path: Path) -> Path:
-    if path.is_dir():
-        return path
-    aside = atomic.aside_path(path)
-    if aside.is_dir():
-        return aside  # a crash interrupted a replacement: the previous save is intact
-    raise FileNotFoundError(2, "no torchbuf save here", str(path))
-
-
-def _manifest(root: Path) -> dict[str, Any]:
-    file = root / MANIFEST
+def _build(snap: _Snapshot, body: dict, fds: dict[str, int]) -> TensorDictBase:
+    """The TensorDict of the manifest's fields, each mapped from its file."""
     try:
-        doc = json.loads(file.read_text())
-        body = doc["body"]
-        ok = doc["sha256"] == _text_sha(body)
-    except FileNotFoundError as err:
-        raise CorruptSaveError(f"{file}: missing (not a torchbuf save, or an unfinished one)") from err
-    except (ValueError, KeyError, TypeError) as err:
-        raise CorruptSaveError(f"{file}: unreadable manifest (truncated or corrupt): {err}") from err
-    if not ok:
-        raise CorruptSaveError(f"{file}: manifest checksum mismatch (corrupt)")
-    if body.get("format") != FORMAT or int(body.get("format_version", 0)) > FORMAT_VERSION:
-        raise CorruptSaveError(
-            f"{file}: format {body.get('format')!r} version {body.get('format_version')!r} "
-            f"is not {FORMAT!r} version <= {FORMAT_VERSION}"
-        )
-    return body
+        root = TensorDict({}, batch_size=body["tensordicts"][0]["batch_size"])
+        for entry in body["tensordicts"][1:]:
+            root[tuple(entry["key"])] = TensorDict({}, batch_size=entry["batch_size"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CorruptSaveError(f"{snap.root / MANIFEST}: malformed manifest: tensordicts: {err}") from err
+    for name, entry in body["fields"].items():
+        what = snap.what(entry["file"], name)
+        tensor = _map(fds.get(entry["file"]), manifest.torch_dtype(entry["dtype"]), entry["shape"], what)
+        try:
+            root[tuple(entry["key"])] = tensor
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise CorruptSaveError(f"{what}: does not fit its TensorDict: {err}") from err
+    return root
 
 
-def _check_file(root: Path, rel: str, entry: dict[str, Any], field: str | None, verify: bool) -> None:
-    file = root / rel
-    what = f"{file}" + (f" (field {field!r})" if field else "")
-    if not file.is_file():
-        raise CorruptSaveError(f"{what}: missing")
-    size = file.stat().st_size
-    if size != entry["bytes"]:
-        raise CorruptSaveError(
-            f"{what}: {size} bytes, the manifest says {entry['bytes']} (truncated or overwritten)"
-        )
-    if verify and _digest(file)["sha256"] != entry["sha256"]:
-        raise CorruptSaveError(f"{what}: sha256 mismatch (corrupt)")
+def _map(fd: int | None, dtype: torch.dtype, shape: list[int], what: str) -> torch.Tensor:
+    """The tensor in file ``fd``, mapped copy-on-write (lazy, zero-copy; writes stay in memory)."""
+    count = math.prod(shape)
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    assert fd is not None  # checked with the manifest: a non-empty field's file is listed
+    size = os.fstat(fd).st_size
+    if size != count * dtype.itemsize:
+        raise CorruptSaveError(f"{what}: {size} bytes, its {dtype} {shape} needs {count * dtype.itemsize}")
+    by_fd = f"/proc/self/fd/{fd}"  # this very file, wherever it was renamed; mapped without a kept fd
+    if os.path.exists(by_fd):
+        return torch.from_file(by_fd, shared=False, size=count, dtype=dtype).reshape(shape)
+    mapped = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+    return torch.frombuffer(mapped, dtype=dtype, count=count).reshape(shape)
 
 
-def _load_data(root: Path) -> TensorDictBase:
-    # Copy-on-write maps where tensordict offers them: writes to loaded tensors stay in memory.
-    copy_on_write = "mode" in inspect.signature(TensorDict.load_memmap).parameters
-    kwargs: dict[str, Any] = {"mode": "r"} if copy_on_write else {}
+def _read_objects(snap: _Snapshot, encoding: str, fds: dict[str, int]) -> Any:
+    if encoding == "pickle":
+        return pickle.loads(_all_bytes(fds[OBJECT_FILES["pickle"][0]]))  # noqa: S301 (allow_pickle)
+    json_file, bin_file = OBJECT_FILES["data"]
     try:
-        return TensorDict.load_memmap(root / DATA, **kwargs)
-    except Exception as err:
-        raise CorruptSaveError(f"{root / DATA}: tensordict could not load it: {err}") from err
+        tree = json.loads(_all_bytes(fds[json_file]))
+        return objects.decode(tree, bytearray(_all_bytes(fds[bin_file])))
+    except (ValueError, RecursionError) as err:  # objects.ObjectsError is a ValueError
+        raise CorruptSaveError(f"{snap.what(json_file, None)}: malformed infos: {err}") from err
 
 
-def _check_fields(root: Path, data: TensorDictBase, fields: dict[str, Any]) -> None:
-    found = {_field_name(key): leaf for key, leaf in data.items(True, True)}
-    if set(found) != set(fields):
-        missing, extra = sorted(set(fields) - set(found)), sorted(set(found) - set(fields))
-        raise CorruptSaveError(
-            f"{root / DATA}: fields differ from the manifest: missing {missing}, extra {extra}"
-        )
-    for name, entry in fields.items():
-        leaf = found[name]
-        if list(leaf.shape) != entry["shape"] or str(leaf.dtype) != entry["dtype"]:
+class _Snapshot:
+    """A save directory held open: files opened through it come from that one directory."""
+
+    def __init__(self, path: Path, root: Path, fd: int):
+        self.path, self.root, self.fd = path, root, fd
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[_Snapshot]:
+        target = atomic.resolved(path)
+        for root in (target, atomic.aside_path(target), target):  # a replacement may be midway
+            try:
+                fd = os.open(root, os.O_RDONLY | _DIRECTORY)
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        else:
+            raise FileNotFoundError(2, "no torchbuf save here", str(path))
+        try:
+            yield cls(path, root, fd)
+        finally:
+            os.close(fd)
+
+    def replaced(self) -> bool:
+        """Whether a writer replaced the save while it was read (the directory read is not its save)."""
+        target = atomic.resolved(self.path)
+        if self.root == target:
+            return not self._names_this(target)
+        return os.path.lexists(target) or not self._names_this(self.root)  # read aside, mid-replacement
+
+    def _names_this(self, path: Path) -> bool:
+        try:
+            now, here = os.stat(path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (here.st_dev, here.st_ino)
+
+    def what(self, rel: str, field: str | None) -> str:
+        return f"{self.root / rel}" + (f" (field {field!r})" if field else "")
+
+    @contextlib.contextmanager
+    def open_file(self, rel: str, entry: dict[str, Any], field: str | None) -> Iterator[int]:
+        """A descriptor of the save's file ``rel`` (no link followed), after checking its size."""
+        what = self.what(rel, field)
+        try:
+            fd = self._open(rel)
+        except OSError as err:
+            raise CorruptSaveError(f"{what}: missing ({err.strerror}; links are not followed)") from err
+        try:
+            size = os.fstat(fd).st_size
+            if size != entry["bytes"]:
+                raise CorruptSaveError(
+                    f"{what}: {size} bytes, the manifest says {entry['bytes']} (truncated or overwritten)"
+                )
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _open(self, rel: str) -> int:
+        parts = manifest.check_rel(rel, str(self.root / MANIFEST))
+        fd = self.fd
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | _DIRECTORY | _FOLLOW, dir_fd=fd)
+            if fd != self.fd:
+                os.close(fd)
+            fd = inner
+        try:
+            out = os.open(parts[-1], os.O_RDONLY | _FOLLOW, dir_fd=fd)
+        finally:
+            if fd != self.fd:
+                os.close(fd)
+        if not _is_file(out):
+            os.close(out)
+            raise IsADirectoryError(21, "not a regular file")
+        return out
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            fd = self._open(rel)
+        except OSError as err:
             raise CorruptSaveError(
-                f"{root / entry['file']} (field {name!r}): {leaf.dtype} {list(leaf.shape)}, "
-                f"the manifest says {entry['dtype']} {entry['shape']}"
-            )
+                f"{self.root / rel}: missing (not a torchbuf save, or an unfinished one)"
+            ) from err
+        try:
+            return _all_bytes(fd)
+        finally:
+            os.close(fd)
 
 
 # ------------------------------------------------------------------------- helpers
+def _is_file(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+def _all_bytes(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks, at = [], 0
+    while at < size:
+        chunk = os.pread(fd, min(_CHUNK, size - at), at)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        at += len(chunk)
+    return b"".join(chunks)
+
+
+def _sha(fd: int) -> str:
+    sha, at = hashlib.sha256(), 0
+    while chunk := os.pread(fd, _CHUNK, at):
+        sha.update(chunk)
+        at += len(chunk)
+    return sha.hexdigest()
+
+
 def _digest(file: Path, sync: bool = False) -> dict[str, Any]:
     """Size and sha256 of ``file``; with ``sync``, fsynced to disk too."""
     sha = hashlib.sha256()
@@ -209,13 +372,9 @@ def _digest(file: Path, sync: bool = False) -> dict[str, Any]:
     return {"bytes": size, "sha256": sha.hexdigest()}
 
 
-def _text_sha(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def _rel(root: Path, file: Path) -> str:
     return file.resolve().relative_to(root.resolve()).as_posix()
 
 
-def _field_name(key: Any) -> str:
-    return "/".join(key) if isinstance(key, tuple) else str(key)
+def _key(key: Any) -> tuple[str, ...]:
+    return key if isinstance(key, tuple) else (key,)
