@@ -137,8 +137,12 @@ def test_rewards_of_the_wrong_shape_raise_naming_the_field(shape: tuple[int, ...
         env.step(np.zeros((2, 2), np.float32))
 
 
+def _cartpole() -> gym.Env:
+    return gym.make("CartPole-v1")
+
+
 def _cartpoles(n: int) -> gym.vector.SyncVectorEnv:
-    return gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * n)
+    return gym.vector.SyncVectorEnv([_cartpole] * n)
 
 
 @pytest.mark.parametrize("capacity", [0, -5, 2.5, True])
@@ -180,3 +184,31 @@ def test_a_pop_while_another_thread_steps_raises_instead_of_losing_data() -> Non
         release.set()
         worker.join()
     assert len(env.pop_transitions()) == 1  # the step itself was recorded
+
+
+@pytest.mark.parametrize("copy_with", ["deepcopy", "pickle"])
+def test_a_copied_wrapper_records_into_its_own_storage(copy_with: str) -> None:
+    """Issue item 4: a copy's storage views were pickled as independent arrays.
+
+    The copy's later writes went to arrays its trajectory pops never read, so its pops
+    mixed stale and new rows and failed. Expected values are the env's own observations.
+    """
+    import copy
+    import pickle
+
+    env = VectorBufferingWrapper(_cartpoles(2))
+    env.reset(seed=0)
+    env.step(np.array([0, 1]))
+    twin = copy.deepcopy(env) if copy_with == "deepcopy" else pickle.loads(pickle.dumps(env))
+    seen = []
+    for _ in range(30):
+        obs, _, term, trunc, _ = twin.step(np.array([1, 1]))
+        seen.append(obs[0])
+        if term[0] or trunc[0]:
+            break
+    trajs, _ = twin.pop_trajectories()
+    first = trajs[0]  # env 0's first episode: reset obs, the original's step, then the copy's
+    n = len(first.obs) - 2
+    assert n > 0
+    assert np.array_equal(first.obs[2:-1].numpy(), np.stack(seen[: n - 1]))
+    assert len(env.pop_transitions()) == 2  # the original keeps only its own step

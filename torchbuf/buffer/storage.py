@@ -321,6 +321,18 @@ class SlotStorage:
             self.data[name] = alloc(getattr(rec, name), self.n_envs, self.capacity + 1)
         self._refresh_views()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles and deep copies without the flat views: they would become independent arrays."""
+        state = self.__dict__.copy()
+        state["_flat"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuilds the flat views over the copied tensors."""
+        self.__dict__.update(state)
+        if self.data is not None:
+            self._refresh_views()
+
     def _refresh_views(self) -> None:
         """Flat ``(n_envs * (capacity + 1), ...)`` views of every field's leaves, for the writes."""
         assert self.data is not None
