@@ -212,3 +212,93 @@ def test_a_copied_wrapper_records_into_its_own_storage(copy_with: str) -> None:
     assert n > 0
     assert np.array_equal(first.obs[2:-1].numpy(), np.stack(seen[: n - 1]))
     assert len(env.pop_transitions()) == 2  # the original keeps only its own step
+
+
+class ShortEpisodes(gym.Wrapper):
+    """CartPole that ends every third step (truncation), so final observations come often."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.t = 0
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.t += 1
+        obs, rew, term, trunc, info = self.env.step(action)
+        return obs, rew, term, trunc or self.t % 3 == 0, info
+
+
+def _bad_final(value: object) -> object:
+    return {"a": value} if value == "dict" else np.asarray(value, np.float32)
+
+
+@pytest.mark.parametrize("bad", [[0.5], 0.5, "dict"])
+def test_sb3_terminal_observations_that_do_not_fit_the_space_raise_naming_env(bad: object) -> None:
+    """Issue item 8: a (1,) or scalar terminal_observation for Box(4,) was broadcast into 4 copies."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
+
+    from torchbuf import BufferingWrapper
+
+    class Corrupt(VecEnvWrapper):
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            obs, rews, dones, infos = self.venv.step_wait()
+            for info in infos:
+                if "terminal_observation" in info:
+                    info["terminal_observation"] = _bad_final(bad)
+            return obs, rews, dones, infos
+
+    env = BufferingWrapper(Corrupt(DummyVecEnv([ShortEpisodes, ShortEpisodes])))
+    env.reset()
+    env.step(np.array([0, 1]))
+    env.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"terminal_observation'\] of env 0"):
+        env.step(np.array([0, 1]))
+
+
+@NEEDS_MODES
+@pytest.mark.parametrize("bad", [[0.5], 0.5])
+def test_same_step_final_obs_that_do_not_fit_the_space_raise_naming_env(bad: object) -> None:
+    """Issue item 8, gymnasium SAME_STEP: info['final_obs'] is checked like obs."""
+
+    class Corrupt(gym.vector.VectorWrapper):
+        def step(self, actions):
+            obs, rews, term, trunc, info = self.env.step(actions)
+            if "final_obs" in info:
+                ends = np.empty(self.num_envs, dtype=object)
+                ends[:] = [np.asarray(bad, np.float32) for _ in range(self.num_envs)]
+                info["final_obs"] = ends
+            return obs, rews, term, trunc, info
+
+    inner = gym.vector.SyncVectorEnv([ShortEpisodes] * 2, autoreset_mode=AutoresetMode.SAME_STEP)
+    env = VectorBufferingWrapper(Corrupt(inner))
+    env.reset(seed=0)
+    env.step(np.array([0, 1]))
+    env.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"final_obs of env 0"):
+        env.step(np.array([0, 1]))
+
+
+def test_sb3_rewards_of_the_wrong_shape_raise() -> None:
+    """Issue item 9 on the SB3 path: (n, 1) rewards were stored as (n, 1)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
+
+    from torchbuf import BufferingWrapper
+
+    class Column(VecEnvWrapper):
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            obs, rews, dones, infos = self.venv.step_wait()
+            return obs, rews[:, None], dones, infos
+
+    env = BufferingWrapper(Column(DummyVecEnv([ShortEpisodes, ShortEpisodes])))
+    env.reset()
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(2,\)"):
+        env.step(np.array([0, 1]))

@@ -403,7 +403,10 @@ def test_a_failing_rank_makes_the_others_raise_instead_of_hang(tmp_path):
     assert "rank 0 of 2" in errors["stalled"] and "Timed out" in errors["stalled"]
     # The world group's timeout is longer than a launch may take: rank 0 learnt
     # that rank 1 had exited from the closed connection, not from a timeout.
-    assert "another rank raised, exited" in errors["exited"] and "Connection closed" in errors["exited"]
+    # (gloo words a lost peer "Connection closed by peer" or, when the peer's socket is
+    # torn down mid-read on a loaded machine, "Read error ... Connection reset by peer")
+    assert "another rank raised, exited" in errors["exited"]
+    assert any(lost in errors["exited"] for lost in ("Connection closed", "Connection reset", "Read error"))
 
 
 # --- the sharded loader --------------------------------------------------------------------

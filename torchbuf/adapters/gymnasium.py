@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from torchbuf.data.convert import cast_like, obs_to_tensors, stack_obs
+from torchbuf.data.spaces import batch_of_one, check_batch, check_one, fit_space
 from torchbuf.data.types import Obs
 
 FINAL_KEYS = (("final_obs", "_final_obs"), ("final_observation", "_final_observation"))
@@ -79,7 +80,7 @@ def autoreset_mode(env: Any, override: str | None = None) -> Autoreset:
 
 
 def final_obs(
-    info: Mapping[str, Any], obs: Obs, device: torch.device
+    info: Mapping[str, Any], obs: Obs, device: torch.device, space: gym.Space | None = None
 ) -> tuple[Obs | None, np.ndarray | None]:
     """The true final observations of a SAME_STEP step.
 
@@ -87,6 +88,8 @@ def final_obs(
         info: The step's info dict.
         obs: The step's observations (reset observations where episodes ended).
         device: Storage device.
+        space: The single-env observation space; where given, every final
+            observation is checked against it (shape, dict keys, dtype) like ``obs``.
 
     Returns:
         A tuple ``(final, rows)`` of the ended rows' final observations and their host
@@ -99,11 +102,32 @@ def final_obs(
         return None, None
     value, mask_key = info[keys[0]], keys[1]
     if not (isinstance(value, np.ndarray) and value.dtype == object):
+        if space is not None:
+            check_batch(space, value, _batch(obs), keys[0])
+            value = fit_space(space, value, keys[0])
         return cast_like(obs_to_tensors(value, _batch(obs), device), obs), None
     rows = np.flatnonzero(np.asarray(info[mask_key], dtype=bool))
     if rows.size == 0:
         return None, None
-    return cast_like(stack_obs([value[i] for i in rows], device), obs), rows
+    ends = [value[i] for i in rows]
+    if space is not None:
+        for i, end in zip(rows.tolist(), ends):
+            check_one(space, end, f"{keys[0]} of env {i}")
+        ones = [
+            fit_space(space, batch_of_one(end), f"{keys[0]} of env {i}")
+            for i, end in zip(rows.tolist(), ends)
+        ]
+        return cast_like(obs_to_tensors(_concat(ones), len(rows), device), obs), rows
+    return cast_like(stack_obs(ends, device), obs), rows
+
+
+def _concat(batches: Sequence[Any]) -> Any:
+    """Concatenates batches (arrays, tensors, or mappings of them) along their first axis."""
+    if isinstance(batches[0], Mapping):
+        return {k: _concat([b[k] for b in batches]) for k in batches[0]}
+    if isinstance(batches[0], torch.Tensor):
+        return torch.cat(list(batches))
+    return np.concatenate(batches)
 
 
 def unknown_like(obs: Obs) -> Obs:

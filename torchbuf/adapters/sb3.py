@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from torchbuf.buffer.record import StepRecord
 from torchbuf.data.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
+from torchbuf.data.spaces import check_one, fit_space
 
 
 def sb3_record(
@@ -19,6 +21,8 @@ def sb3_record(
     dones: np.ndarray,
     infos: Sequence[dict[str, Any]],
     device: torch.device,
+    obs_space: gym.Space | None = None,
+    act_space: gym.Space | None = None,
 ) -> StepRecord:
     """Turns one ``VecEnv.step_wait()`` result into a step record.
 
@@ -32,15 +36,25 @@ def sb3_record(
         dones: Episode-end flags.
         infos: One info dict per env.
         device: Storage device.
+        obs_space: Where given, observations (final ones included) are stored in its
+            dtype and checked against it, naming the env.
+        act_space: Where given, actions are stored in its dtype.
 
     Returns:
         The record, on ``device``.
 
     Raises:
         KeyError: an env ended its episode without ``terminal_observation``.
+        ValueError: a value does not fit its space, or rewards are not one per env.
     """
     dones = np.asarray(dones, dtype=bool)
     n = len(dones)
+    if np.shape(rews) != (n,):
+        raise ValueError(f"rewards: expected shape ({n},) (one per env), got {np.shape(rews)}")
+    if obs_space is not None:
+        obs = fit_space(obs_space, obs, "obs")
+    if act_space is not None:
+        acts = fit_space(act_space, acts, "actions")
     obs_t = obs_to_tensors(obs, n, device)
     ended = np.flatnonzero(dones)
     truncated = np.zeros(n, dtype=bool)
@@ -50,15 +64,24 @@ def sb3_record(
             if "terminal_observation" not in infos[env]:
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
-        terminal = stack_obs([infos[env]["terminal_observation"] for env in ended.tolist()], device)
+        ends = [infos[env]["terminal_observation"] for env in ended.tolist()]
+        if obs_space is not None:
+            for env, end in zip(ended.tolist(), ends):
+                check_one(obs_space, end, f"info['terminal_observation'] of env {env}")
+        terminal = stack_obs(ends, device)
         final = cast_like(terminal, obs_t)
     return StepRecord(
         obs=obs_t,
         acts=as_tensor(acts, device),
-        rews=as_tensor(rews, device),
+        rews=_float(as_tensor(rews, device)),
         terminated=as_tensor(dones & ~truncated, device),
         truncated=as_tensor(truncated, device),
         final_obs=final,
         final_rows=ended if final is not None else None,
         dones_host=dones,
     )
+
+
+def _float(rews: torch.Tensor) -> torch.Tensor:
+    """Integer rewards as float64 (exact), so a later float reward is never truncated."""
+    return rews if rews.is_floating_point() else rews.to(torch.float64)

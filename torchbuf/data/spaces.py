@@ -119,3 +119,26 @@ def _refuse(field: str, env: int, value: Any, want: np.dtype) -> None:
         f"{field}: env {env} gave {value[env].tolist()} ({value.dtype}), which does not fit the "
         f"space's dtype {want}: torchbuf stores the declared dtype and never truncates or wraps"
     )
+
+
+def check_one(space: spaces.Space, value: Any, field: str) -> None:
+    """Checks that ``value`` is one element of ``space`` (shape, dtype kind, dict keys).
+
+    Args:
+        space: The single-env space.
+        value: One env's value (array, tensor, scalar, or mapping for dict spaces).
+        field: Name used in error messages, e.g. ``"final_obs of env 3"``.
+
+    Raises:
+        ValueError: the value does not fit, naming the field.
+    """
+    check_batch(space, batch_of_one(value), 1, field)
+
+
+def batch_of_one(value: Any) -> Any:
+    """``value`` with a leading batch axis of 1 (mappings key by key)."""
+    if isinstance(value, Mapping):
+        return {k: batch_of_one(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return value.unsqueeze(0)
+    return np.asarray(value)[None]

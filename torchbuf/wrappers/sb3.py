@@ -20,7 +20,7 @@ from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.convert import obs_to_tensors
-from torchbuf.data.spaces import check_batch
+from torchbuf.data.spaces import check_batch, fit_space
 
 
 class BufferingWrapper(PopAPI, VecEnvWrapper):
@@ -85,7 +85,9 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self._check_premature_reset("BufferingWrapper")
         obs = self.venv.reset(**kwargs)
         check_batch(self.observation_space, obs, self.num_envs, "obs")
-        self._recorder.start(obs_to_tensors(obs, self.num_envs, self.device))
+        self._recorder.start(
+            obs_to_tensors(fit_space(self.observation_space, obs, "obs"), self.num_envs, self.device)
+        )
         self._saved_acts = None
         return obs
 
@@ -118,7 +120,9 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         acts, self._saved_acts = self._saved_acts, None
         obs, rews, dones, infos = self.venv.step_wait()
         check_batch(self.observation_space, obs, self.num_envs, "obs")
-        record = sb3_record(acts, obs, rews, dones, infos, self.device)
+        record = sb3_record(
+            acts, obs, rews, dones, infos, self.device, self.observation_space, self.action_space
+        )
         self._recorder.record(record, infos)
         return obs, rews, dones, infos
 

@@ -249,7 +249,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             obs_t, acts, _rewards(rews, n, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
         )
         if self.mode is Autoreset.SAME_STEP:
-            rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device)
+            rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device, self.single_observation_space)
             if rec.final_obs is not None:
                 self._reports_final, self._unreported = True, None
             elif not _none_ended(dones_host):
