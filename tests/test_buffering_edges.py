@@ -38,6 +38,25 @@ def test_n_transitions_counts_and_is_none_before_reset():
     assert venv.n_transitions == 0
 
 
+def test_n_transitions_can_be_set_as_in_imitation():
+    """imitation's preference-comparisons test sets the counter to fake a count."""
+    venv = _venv(n=2)
+    venv.reset()
+    venv.n_transitions = 2
+    assert venv.n_transitions == 2
+    with pytest.raises(RuntimeError, match="before samples were accessed"):
+        venv.reset()
+    venv.step(_zeros(venv))
+    assert venv.n_transitions == 4
+    assert len(venv.pop_transitions().obs) == 2  # the data is what was recorded
+    assert venv.n_transitions == 0
+    venv.n_transitions = 0
+    venv.reset()
+    for bad in (-1, 1.5, None, True):
+        with pytest.raises(ValueError, match="n_transitions must be a non-negative int"):
+            venv.n_transitions = bad
+
+
 def test_reset_rules():
     venv = _venv()
     for _ in range(3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from torchbuf.buffer.guard import exclusive
@@ -37,8 +38,23 @@ class PopAPI:
 
     @property
     def n_transitions(self) -> int | None:
-        """Transitions recorded since the last pop; ``None`` before the first reset."""
+        """Transitions recorded since the last pop; ``None`` before the first reset.
+
+        Assignable, as imitation's plain attribute is (its own tests set it to fake a
+        count): the value is what this counter reports and what the premature-reset
+        check reads until the next step adds to it or a pop sets it to 0. The recorded
+        data and what the pops return do not change.
+
+        Raises:
+            ValueError: on assignment, a value that is not a non-negative int.
+        """
         return self._recorder.n_transitions
+
+    @n_transitions.setter
+    def n_transitions(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"n_transitions must be a non-negative int, got {value!r}")
+        self._recorder.n_transitions = int(value)
 
     @property
     def n_unpopped(self) -> int:
