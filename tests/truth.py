@@ -88,6 +88,10 @@ class Truth:
             ep.closed = ep.ended = True
             self.ended_lens.append(len(ep.keys))
 
+    def discard_unpopped(self) -> None:
+        """A full reset of the wrapper discards what no pop returned (as imitation's does)."""
+        self.popped |= self.unpopped()
+
     def unpopped(self, finished_only: bool = False) -> set[bytes]:
         """Keys not yet popped (of closed episodes only, with ``finished_only``)."""
         out = set()
@@ -95,6 +99,21 @@ class Truth:
             if ep.closed or not finished_only:
                 out.update(k for k in ep.keys if k not in self.popped)
         return out
+
+
+def full_reset(truth: Truth, reset) -> bool:
+    """Calls ``reset()`` (a full reset of the wrapper); returns whether it was allowed.
+
+    It must raise when transitions made since the last pop are unpopped; otherwise it
+    discards what no pop returned (running episodes left by ``pop_finished_trajectories``).
+    """
+    if truth.since_pop:
+        with pytest.raises(RuntimeError, match="before samples were accessed"):
+            reset()
+        return False
+    truth.discard_unpopped()
+    reset()
+    return True
 
 
 def _rows(obs, acts, next_obs, rews, terminated, truncated) -> list[tuple]:
