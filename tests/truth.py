@@ -31,6 +31,7 @@ class Row:
     rew: float
     terminated: bool
     truncated: bool
+    info: dict | None = None  # what the env's step returned, where the driver knows it
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Truth:
         self.current[env] = len(self.episodes)
         self.episodes.append(Episode())
 
-    def step(self, env, obs, act, next_obs, rew, terminated, truncated) -> None:
+    def step(self, env, obs, act, next_obs, rew, terminated, truncated, info=None) -> None:
         """Env ``env`` made the transition ``obs --act--> next_obs``."""
         ep_id = self.current[env]
         assert ep_id is not None, f"env {env} stepped before a reset"
@@ -72,15 +73,9 @@ class Truth:
         obs = _np(obs).copy()
         key = obs.tobytes()
         assert key not in self.rows, "observations must be unique within a run"
+        act, next_obs = _np(act).copy(), _np(next_obs).copy()
         self.rows[key] = Row(
-            env,
-            ep_id,
-            obs,
-            _np(act).copy(),
-            _np(next_obs).copy(),
-            float(rew),
-            bool(terminated),
-            bool(truncated),
+            env, ep_id, obs, act, next_obs, float(rew), bool(terminated), bool(truncated), info
         )
         ep.keys.append(key)
         self.since_pop += 1
@@ -116,17 +111,17 @@ def full_reset(truth: Truth, reset) -> bool:
     return True
 
 
-def _rows(obs, acts, next_obs, rews, terminated, truncated) -> list[tuple]:
+def _rows(obs, acts, next_obs, rews, terminated, truncated, infos) -> list[tuple]:
     obs, acts, next_obs = _np(obs), _np(acts), _np(next_obs)
     rews, terminated, truncated = _np(rews), _np(terminated), _np(truncated)
     return [
-        (obs[i], acts[i], next_obs[i], float(rews[i]), bool(terminated[i]), bool(truncated[i]))
+        (obs[i], acts[i], next_obs[i], float(rews[i]), bool(terminated[i]), bool(truncated[i]), infos[i])
         for i in range(len(obs))
     ]
 
 
 def _match(truth: Truth, got: tuple) -> Row:
-    obs, act, next_obs, rew, term, trunc = got
+    obs, act, next_obs, rew, term, trunc, info = got
     key = np.ascontiguousarray(obs, dtype=next(iter(truth.rows.values())).obs.dtype).tobytes()
     row = truth.rows.get(key)
     assert row is not None, f"popped a transition the env never made: obs={obs}"
@@ -136,13 +131,18 @@ def _match(truth: Truth, got: tuple) -> Row:
     np.testing.assert_array_equal(next_obs, row.next_obs, err_msg=f"next_obs of {where}")
     assert rew == row.rew, f"rews of {where}: {rew} != {row.rew}"
     assert (term, trunc) == (row.terminated, row.truncated), f"terminated/truncated of {where}"
+    if (row.terminated or row.truncated) and isinstance(info, dict) and "final_info" in info:
+        info = info["final_info"]  # same-step autoreset: the done step's own infos (docs/conventions.md)
+    for k, v in (row.info or {}).items():
+        assert k in info and np.array_equal(info[k], v), f"infos of {where}: {info} lacks {k}={v}"
     return row
 
 
 def check_pop(wrapper, truth: Truth, kind: str) -> None:
     """Pops ``wrapper`` (``"transitions"``, ``"trajectories"`` or ``"finished"``) and checks it.
 
-    Every popped transition is one the env made, equal in all six fields, popped once;
+    Every popped transition is one the env made, equal in all six fields (and carrying
+    the env's infos where the driver knows them), popped once;
     the pop returns all that it should: everything unpopped, or for ``"finished"`` all
     of the episodes that ended or were cut; ``n_transitions`` counted the transitions
     made since the last pop. Trajectories are contiguous, end in their
@@ -157,7 +157,7 @@ def check_pop(wrapper, truth: Truth, kind: str) -> None:
                 wrapper.pop_transitions()
             return
         t = wrapper.pop_transitions()
-        got = _rows(t.obs, t.acts, t.next_obs, t.rews, t.terminated, t.truncated)
+        got = _rows(t.obs, t.acts, t.next_obs, t.rews, t.terminated, t.truncated, t.infos)
         np.testing.assert_array_equal(_np(t.dones), _np(t.terminated) | _np(t.truncated))
     else:
         trajs, ep_lens = (
@@ -166,7 +166,9 @@ def check_pop(wrapper, truth: Truth, kind: str) -> None:
         got = []
         for traj in trajs:
             assert len(traj.obs) == len(traj.acts) + 1
-            rows = _rows(traj.obs[:-1], traj.acts, traj.obs[1:], traj.rews, traj.terminated, traj.truncated)
+            rows = _rows(
+                traj.obs[:-1], traj.acts, traj.obs[1:], traj.rews, traj.terminated, traj.truncated, traj.infos
+            )
             last = _match(truth, rows[-1])
             assert bool(traj.terminal) == (last.terminated or last.truncated), "terminal flag"
             if kind == "finished":
@@ -191,7 +193,8 @@ class CountingEnv(gym.Env):
     """Observations ``[env id, episode, step]``; tells its :class:`Truth` every reset and step.
 
     Episodes last as scheduled (cycling through ``ep_lens``), ending terminated or
-    truncated as scheduled; rewards are drawn from a seeded generator. A step of an
+    truncated as scheduled; rewards are drawn from a seeded generator; each step's info
+    holds its episode and step, which the popped infos must carry. A step of an
     episode that ended without a reset raises, as a real env's checker would.
     """
 
@@ -221,5 +224,6 @@ class CountingEnv(gym.Env):
         trunc = end and self.truncate[k % len(self.truncate)]
         rew = float(np.float32(self.rng.normal()))
         self.over = end
-        self.truth.step(self.env_id, obs, action, self._obs(), rew, end and not trunc, trunc)
-        return self._obs(), rew, end and not trunc, trunc, {}
+        info = {"episode": self.episode, "t": self.t}
+        self.truth.step(self.env_id, obs, action, self._obs(), rew, end and not trunc, trunc, info)
+        return self._obs(), rew, end and not trunc, trunc, dict(info)
