@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from tensordict import TensorDictBase
 
 
 @dataclass
@@ -41,8 +42,35 @@ class Episode:
     ended: bool = False
 
 
-def _np(x) -> np.ndarray:
+def _np(x):
+    """Numpy, or a dict of numpy for dict observations (dicts and TensorDicts)."""
+    if isinstance(x, dict | TensorDictBase):
+        return {k: _np(v) for k, v in x.items()}
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _index(x, i):
+    return {k: _index(v, i) for k, v in x.items()} if isinstance(x, dict) else x[i]
+
+
+def _copy(x):
+    return {k: _copy(v) for k, v in x.items()} if isinstance(x, dict) else x.copy()
+
+
+def _key(obs) -> bytes:
+    """The bytes that name an observation (a dict's ``"id"`` entry)."""
+    return np.ascontiguousarray(obs["id"] if isinstance(obs, dict) else obs, dtype=np.float32).tobytes()
+
+
+def _assert_equal(got, want, what: str, dtype: bool = False) -> None:
+    """Equal values (dicts key by key); with ``dtype`` the same dtypes too."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), f"{what}: keys {got} != {want}"
+        for k in want:
+            _assert_equal(got[k], want[k], f"{what}[{k!r}]", dtype)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        assert not dtype or got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
 
 
 class Truth:
@@ -70,10 +98,10 @@ class Truth:
         assert ep_id is not None, f"env {env} stepped before a reset"
         ep = self.episodes[ep_id]
         assert not ep.closed, f"env {env} stepped a closed episode"
-        obs = _np(obs).copy()
-        key = obs.tobytes()
+        obs = _copy(_np(obs))
+        key = _key(obs)
         assert key not in self.rows, "observations must be unique within a run"
-        act, next_obs = _np(act).copy(), _np(next_obs).copy()
+        act, next_obs = _np(act).copy(), _copy(_np(next_obs))
         self.rows[key] = Row(
             env, ep_id, obs, act, next_obs, float(rew), bool(terminated), bool(truncated), info
         )
@@ -115,20 +143,27 @@ def _rows(obs, acts, next_obs, rews, terminated, truncated, infos) -> list[tuple
     obs, acts, next_obs = _np(obs), _np(acts), _np(next_obs)
     rews, terminated, truncated = _np(rews), _np(terminated), _np(truncated)
     return [
-        (obs[i], acts[i], next_obs[i], float(rews[i]), bool(terminated[i]), bool(truncated[i]), infos[i])
-        for i in range(len(obs))
+        (
+            _index(obs, i),
+            acts[i],
+            _index(next_obs, i),
+            float(rews[i]),
+            bool(terminated[i]),
+            bool(truncated[i]),
+            infos[i],
+        )
+        for i in range(len(rews))
     ]
 
 
 def _match(truth: Truth, got: tuple) -> Row:
     obs, act, next_obs, rew, term, trunc, info = got
-    key = np.ascontiguousarray(obs, dtype=next(iter(truth.rows.values())).obs.dtype).tobytes()
-    row = truth.rows.get(key)
+    row = truth.rows.get(_key(obs))
     assert row is not None, f"popped a transition the env never made: obs={obs}"
     where = f"env {row.env}, obs {row.obs}"
-    np.testing.assert_array_equal(obs, row.obs, err_msg=where)
-    np.testing.assert_array_equal(act, row.act, err_msg=f"acts of {where}")
-    np.testing.assert_array_equal(next_obs, row.next_obs, err_msg=f"next_obs of {where}")
+    _assert_equal(obs, row.obs, where, dtype=True)
+    _assert_equal(act, row.act, f"acts of {where}")
+    _assert_equal(next_obs, row.next_obs, f"next_obs of {where}", dtype=True)
     assert rew == row.rew, f"rews of {where}: {rew} != {row.rew}"
     assert (term, trunc) == (row.terminated, row.truncated), f"terminated/truncated of {where}"
     if (row.terminated or row.truncated) and isinstance(info, dict) and "final_info" in info:
@@ -176,7 +211,7 @@ def check_pop(wrapper, truth: Truth, kind: str) -> None:
             assert len({_match(truth, r).episode for r in rows}) == 1, "a trajectory spans episodes"
             got += rows
         assert sorted(ep_lens) == sorted(truth.ended_lens), "ep_lens"
-    keys = [_match(truth, r).obs.tobytes() for r in got]
+    keys = [_key(_match(truth, r).obs) for r in got]
     assert len(set(keys)) == len(keys), "a transition popped twice in one pop"
     assert not set(keys) & truth.popped, "a transition popped again"
     missing = expected - set(keys)
@@ -192,22 +227,30 @@ def check_pop(wrapper, truth: Truth, kind: str) -> None:
 class CountingEnv(gym.Env):
     """Observations ``[env id, episode, step]``; tells its :class:`Truth` every reset and step.
 
+    With ``dict_obs`` the observation is ``{"id": [env id, episode, step], "img": uint8 (2, 2)}``.
+
     Episodes last as scheduled (cycling through ``ep_lens``), ending terminated or
     truncated as scheduled; rewards are drawn from a seeded generator; each step's info
     holds its episode and step, which the popped infos must carry. A step of an
     episode that ended without a reset raises, as a real env's checker would.
     """
 
-    def __init__(self, env_id: int, truth: Truth, ep_lens, truncate, act_space, seed: int):
-        self.observation_space = spaces.Box(np.float32(-1), np.float32(1e6), (3,), np.float32)
+    def __init__(self, env_id: int, truth: Truth, ep_lens, truncate, act_space, seed: int, dict_obs=False):
+        ids = spaces.Box(np.float32(-1), np.float32(1e6), (3,), np.float32)
+        img = spaces.Box(0, 255, (2, 2), np.uint8)
+        self.observation_space = spaces.Dict({"id": ids, "img": img}) if dict_obs else ids
         self.action_space = act_space
         self.env_id, self.truth = env_id, truth
         self.ep_lens, self.truncate = list(ep_lens), list(truncate)
         self.rng = np.random.default_rng(seed)
         self.episode, self.t, self.over = -1, 0, True
 
-    def _obs(self) -> np.ndarray:
-        return np.array([self.env_id, self.episode, self.t], dtype=np.float32)
+    def _obs(self):
+        ids = np.array([self.env_id, self.episode, self.t], dtype=np.float32)
+        if isinstance(self.observation_space, spaces.Dict):
+            img = (self.env_id * 31 + self.episode * 7 + self.t * 3 + np.arange(4)) % 256
+            return {"id": ids, "img": img.reshape(2, 2).astype(np.uint8)}
+        return ids
 
     def reset(self, *, seed=None, options=None):
         self.episode, self.t, self.over = self.episode + 1, 0, False
