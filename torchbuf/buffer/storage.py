@@ -25,7 +25,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.buffer.record import StepRecord
-from torchbuf.buffer.rows import Rows, add_rows, alloc, get_rows, ranges, set_rows, spec, where
+from torchbuf.buffer.rows import Rows, add_rows, alloc, get_rows, ranges, spec
 from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.data.types import Obs
 
@@ -125,17 +125,19 @@ class SlotStorage:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
         rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        cur, base, active = get_rows(self._cur, rows), get_rows(self._base, rows), rec.active
-        trash = None if active is None else base + self.capacity
-        here = base + cur if active is None else torch.where(active, base + cur, trash)  # type: ignore[arg-type]
+        base, active = get_rows(self._base, rows), rec.active
+        here = base + get_rows(self._cur, rows)
+        trash = get_rows(self._trash, rows)
+        if active is not None:
+            here = torch.where(active, here, trash)
         for name in _STEP_FIELDS:
             self._put(name, here, getattr(rec, name))
-        nxt = here + 1 if active is None else torch.where(active, here + 1, trash)  # type: ignore[arg-type]
+        nxt = here + 1 if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
             self._ends_on_host(rec, rows, nxt, steps)
         else:
-            self._ends_on_device(rec, rows, here, nxt, steps, base + self.capacity)
+            self._ends_on_device(rec, rows, base, nxt, steps, trash)
 
     def _ends_on_host(
         self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
@@ -166,25 +168,35 @@ class SlotStorage:
         self,
         rec: StepRecord,
         rows: torch.Tensor | None,
-        here: torch.Tensor,
+        base: torch.Tensor,
         nxt: torch.Tensor,
         steps: Any,
         trash: torch.Tensor,
     ) -> None:
-        """Episode ends known only on the device: masked full-batch writes, no sync."""
+        """Episode ends known only on the device: full-batch writes, no sync.
+
+        An ended row's terminal slot is ``nxt`` and its reset observation goes one
+        slot further; a running row writes its terminal-slot values to the trash
+        column. Slots past a cursor hold no mark, so running rows write none.
+        """
         done = rec.terminated | rec.truncated
         if rec.active is not None:
             done = done & rec.active
-        final = rec.final_obs is not None and not rec.final_in_obs
-        self._put("obs", nxt, where(done, rec.final_obs, rec.obs) if final else rec.obs)  # type: ignore[arg-type]
-        if not rec.final_in_obs:
-            self._put("obs", torch.where(done, here + 2, trash), rec.obs)
-        ep_t = get_rows(self._ep_t, rows) + steps
-        self._put("ep_len", nxt, torch.where(done, ep_t, 0))
-        set_rows(self._ep_t, rows, torch.where(done, 0, ep_t))
-        add_rows(self._cur, rows, steps + done)
+        ended_at = torch.where(done, nxt, trash)
+        reset_at = nxt + done
         if rec.final_in_obs:
-            set_rows(self._awaiting, rows, get_rows(self._awaiting, rows) | done)
+            self._put("obs", nxt, rec.obs)
+            self._awaiting = _set(self._awaiting, rows, get_rows(self._awaiting, rows) | done)
+        else:
+            self._put("obs", reset_at, rec.obs)
+            self._put("obs", ended_at, rec.obs if rec.final_obs is None else rec.final_obs)
+        ep_t = get_rows(self._ep_t, rows) + steps
+        self._put("ep_len", ended_at, ep_t)
+        self._ep_t = _set(self._ep_t, rows, ep_t.masked_fill_(done, 0))
+        if rec.active is None:
+            self._cur = _set(self._cur, rows, reset_at - base)
+        else:  # an inactive row's nxt is the trash column: its cursor stays
+            add_rows(self._cur, rows, steps + done)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
@@ -344,6 +356,7 @@ class SlotStorage:
             leaves = [(None, field)] if isinstance(field, torch.Tensor) else field.items(True, True)
             self._flat[name] = [Rows(key, leaf) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
+        self._trash = self._base + self.capacity
 
     def _put(self, name: str, index: torch.Tensor, value: Obs) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index``."""
@@ -448,6 +461,14 @@ class SlotStorage:
         )
         full[:, : data.batch_size[1]] = data.to(self.device)
         return full
+
+
+def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """``t`` with ``value`` in ``rows``: ``value`` itself when it covers every row (no copy)."""
+    if rows is None:
+        return value
+    t[rows] = value
+    return t
 
 
 def _check_fits(obs: Obs, rows: int, slots: int, device: torch.device) -> None:
