@@ -81,15 +81,20 @@ clean:
 	rm -rf $(VENV) $(COMPAT) $(SIMS) $(LEROBOT) $(ROBOMIMIC) .pytest_cache .mypy_cache .ruff_cache
 
 # The formats read back by their tools' own readers, each in its own venv.
+# $(call new-venv,DIR): a fresh venv at DIR with pip upgraded and $(TORCH) installed first.
+define new-venv
+$(PYTHON) -m venv $(1)
+$(1)/bin/python -m pip install -q --upgrade pip
+$(1)/bin/python -m pip install -q "$(TORCH)"
+endef
+
 # lerobot 0.4 pins torch<2.11: it goes in with --no-deps beside the CPU torch, with the
 # pieces its LeRobotDataset reader imports (its other pins are left out).
 LEROBOT := .venv-lerobot
 LPY := $(LEROBOT)/bin/python
 
 $(LEROBOT)/.ok: pyproject.toml
-	$(PYTHON) -m venv $(LEROBOT)
-	$(LPY) -m pip install -q --upgrade pip
-	$(LPY) -m pip install -q "$(TORCH)"
+	$(call new-venv,$(LEROBOT))
 	$(LPY) -m pip install -q --no-deps lerobot==0.4.4 torchvision==0.28.0 "av>=15,<16" "accelerate>=1.10,<2"
 	$(LPY) -m pip install -q "datasets>=4,<5" "huggingface-hub>=0.34.2,<0.36" "packaging>=24.2,<26" \
 		"jsonlines>=4,<5" "einops>=0.8,<0.9" "numpy<2.4" pillow pandas pyarrow psutil safetensors pyyaml \
@@ -113,9 +118,7 @@ ROBOMIMIC := .venv-robomimic
 RPY := $(ROBOMIMIC)/bin/python
 
 $(ROBOMIMIC)/.ok: pyproject.toml
-	$(PYTHON) -m venv $(ROBOMIMIC)
-	$(RPY) -m pip install -q --upgrade pip
-	$(RPY) -m pip install -q "$(TORCH)"
+	$(call new-venv,$(ROBOMIMIC))
 	$(RPY) -m pip install -q --no-deps robomimic==0.3.0
 	$(RPY) -m pip install -q -e ".[test,robomimic]" "termcolor>=2" psutil "$(TORCH)"
 	touch $@

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from benchmarks.report import write_results
 from benchmarks.run import machine
 from torchbuf import TrajectoryWithRew
 from torchbuf.formats import save_lerobot, save_robomimic
@@ -282,10 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         "versions": _versions(),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "export_benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "export_benchmarks.md").write_text(report(results))
+    write_results(args.out, "export_benchmarks", results, report(results))
 
 
 if __name__ == "__main__":

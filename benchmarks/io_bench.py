@@ -20,7 +20,6 @@ memory, so load rows measure decoding, not the disk).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -37,6 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.benchmark import Compare, Measurement
 from torch.utils.benchmark.utils.common import TaskSpec
 
+from benchmarks.report import write_results
 from benchmarks.run import machine
 from torchbuf import BufferingWrapper, TrajectoryWithRew, io
 from torchbuf.formats import load_imitation, save_imitation
@@ -318,11 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
         "seconds": time.perf_counter() - started,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "io_benchmarks.json").write_text(json.dumps(results, indent=1))
-    (out / "io_benchmarks.md").write_text(markdown(results))
-    print(f"wrote {out / 'io_benchmarks.json'}, {out / 'io_benchmarks.md'} in {results['seconds']:.0f} s")
+    data, text = write_results(args.out, "io_benchmarks", results, markdown(results))
+    print(f"wrote {data}, {text} in {results['seconds']:.0f} s")
 
 
 def _quiet_datasets() -> None:

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks.bc import markdown as bc_markdown
+
+
+def write_results(out: str | Path, name: str, results: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Writes ``<out>/<name>.json`` (the results) and ``<out>/<name>.md`` (their report).
+
+    Args:
+        out: The folder (created if missing).
+        name: The files' stem, e.g. ``"io_benchmarks"``.
+        results: The measured rows, with the machine and the date.
+        markdown: The report made from them.
+
+    Returns:
+        The paths of the JSON and markdown files.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    data, text = folder / f"{name}.json", folder / f"{name}.md"
+    data.write_text(json.dumps(results, indent=1) + "\n")
+    text.write_text(markdown)
+    return data, text
+
 
 TARGET_ENV = "vec4"
 """The synthetic env the step and pop targets are checked on (4 float32 observations)."""

@@ -302,3 +302,44 @@ def test_sb3_rewards_of_the_wrong_shape_raise() -> None:
     env.reset()
     with pytest.raises(ValueError, match=r"rewards: expected shape \(2,\)"):
         env.step(np.array([0, 1]))
+
+
+class _ByteEnd(gym.Env):
+    """A uint8 Box env whose second step ends the episode with ``final`` (int64 or float) as obs."""
+
+    observation_space = gym.spaces.Box(0, 255, (2,), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, final: object) -> None:
+        self.final, self.t = final, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.asarray(self.final) if self.t == 2 else np.ones(2, np.uint8)
+        return obs, 0.0, self.t == 2, False, {}
+
+
+@pytest.mark.parametrize(
+    ("final", "match"),
+    [
+        (np.array([300, 4], np.int64), r"\[300"),
+        (np.array([-1, 4], np.int64), r"\[-1"),
+        (np.array([0.5, 4.0]), r"float64 does not fit"),
+    ],
+)
+def test_sb3_terminal_observations_out_of_a_uint8_space_raise_naming_env(final: object, match: str) -> None:
+    """Issue item 2 for SB3's terminal_observation (DummyVecEnv passes it raw in the info)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from torchbuf import BufferingWrapper
+
+    env = BufferingWrapper(DummyVecEnv([lambda: _ByteEnd(np.ones(2, np.uint8)), lambda: _ByteEnd(final)]))
+    env.reset()
+    env.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match=rf"terminal_observation'\](: env| of env) 1.*{match}"):
+        env.step(np.array([0, 1]))

@@ -11,7 +11,7 @@ import torch
 
 from torchbuf.buffer.record import StepRecord
 from torchbuf.data.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
-from torchbuf.data.spaces import check_one, fit_space
+from torchbuf.data.spaces import check_one, fit_one, fit_space
 
 
 def sb3_record(
@@ -66,8 +66,9 @@ def sb3_record(
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
         ends = [infos[env]["terminal_observation"] for env in ended.tolist()]
         if obs_space is not None:
-            for env, end in zip(ended.tolist(), ends):
-                check_one(obs_space, end, f"info['terminal_observation'] of env {env}")
+            for i, env in enumerate(ended.tolist()):
+                check_one(obs_space, ends[i], f"info['terminal_observation'] of env {env}")
+                ends[i] = fit_one(obs_space, ends[i], "info['terminal_observation']", env)
         terminal = stack_obs(ends, device)
         final = cast_like(terminal, obs_t)
     return StepRecord(

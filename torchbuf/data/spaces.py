@@ -67,7 +67,7 @@ def _kind(value: Any) -> str:
     return kind
 
 
-def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
+def fit_space(space: spaces.Space, value: Any, field: str, env: int | None = None) -> Any:
     """Returns ``value`` in the space's declared dtype, refusing values that do not fit.
 
     Storage takes the space's dtype, not whatever dtype a step happens to carry, so a
@@ -79,6 +79,8 @@ def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
         space: The single-env space.
         value: A batch (numpy array, tensor, or mapping for dict spaces).
         field: Name used in error messages.
+        env: The env of a batch of one (for its error messages); ``None``: row ``i``
+            is env ``i``.
 
     Returns:
         The batch in the space's dtype (mappings key by key).
@@ -87,7 +89,7 @@ def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
         ValueError: a value does not fit the dtype, naming the field and the env.
     """
     if isinstance(space, spaces.Dict) and isinstance(value, Mapping):
-        fitted = {k: fit_space(sub, value[k], f"{field}[{k!r}]") for k, sub in space.spaces.items()}
+        fitted = {k: fit_space(sub, value[k], f"{field}[{k!r}]", env) for k, sub in space.spaces.items()}
         if all(fitted[k] is value[k] for k in fitted):
             return value
         return type(value)(fitted) if isinstance(value, dict) else fitted
@@ -102,7 +104,7 @@ def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
         lossy = want.kind in "iub" or not value.dtype.is_floating_point
         if lossy and not torch.equal(cast.to(value.dtype), value):  # only on a dtype mismatch
             bad_rows = (cast.to(value.dtype) != value).reshape(len(value), -1).any(1)
-            _refuse(field, int(bad_rows.nonzero()[0]), value, want)
+            _refuse(field, int(bad_rows.nonzero()[0]), value, want, env)
         return cast
     arr: np.ndarray = np.asarray(value)
     if arr.dtype == want:
@@ -110,13 +112,14 @@ def fit_space(space: spaces.Space, value: Any, field: str) -> Any:
     out = arr.astype(want)
     if (want.kind in "iub" or arr.dtype.kind not in "f") and not np.array_equal(out.astype(arr.dtype), arr):
         bad = (out.astype(arr.dtype) != arr).reshape(len(arr), -1).any(1)
-        _refuse(field, int(np.flatnonzero(bad)[0]), arr, want)
+        _refuse(field, int(np.flatnonzero(bad)[0]), arr, want, env)
     return out
 
 
-def _refuse(field: str, env: int, value: Any, want: np.dtype) -> None:
+def _refuse(field: str, row: int, value: Any, want: np.dtype, env: int | None) -> None:
     raise ValueError(
-        f"{field}: env {env} gave {value[env].tolist()} ({value.dtype}), which does not fit the "
+        f"{field}: env {row if env is None else env} gave {value[row].tolist()} ({value.dtype}), "
+        "which does not fit the "
         f"space's dtype {want}: torchbuf stores the declared dtype and never truncates or wraps"
     )
 
@@ -133,6 +136,25 @@ def check_one(space: spaces.Space, value: Any, field: str) -> None:
         ValueError: the value does not fit, naming the field.
     """
     check_batch(space, batch_of_one(value), 1, field)
+
+
+def fit_one(space: spaces.Space, value: Any, field: str, env: int) -> Any:
+    """One env's ``value`` (e.g. a final observation) in the space's dtype, as :func:`fit_space`.
+
+    Args:
+        space: The single-env space.
+        value: The env's value (array, tensor, scalar, or mapping for dict spaces).
+        field: Name used in error messages.
+        env: The env's index, for error messages.
+
+    Returns:
+        The value in the space's dtype (mappings key by key).
+
+    Raises:
+        ValueError: it does not fit the dtype, naming the field and the env.
+    """
+    fitted = fit_space(space, batch_of_one(value), field, env)
+    return {k: v[0] for k, v in fitted.items()} if isinstance(fitted, Mapping) else fitted[0]
 
 
 def batch_of_one(value: Any) -> Any:

@@ -12,12 +12,38 @@ from __future__ import annotations
 import numpy as np
 from tensordict import TensorDictBase
 
-from torchbuf.data.types import Obs, Trajectory
+from torchbuf.data.types import Obs, Trajectory, TrajectoryWithRew
 
 
 def host_flags(traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:
     """The trajectory's ``(terminated, truncated)`` as host bool arrays."""
     return traj.terminated.cpu().numpy().astype(bool), traj.truncated.cpu().numpy().astype(bool)
+
+
+def check_rewards_and_infos(
+    traj: Trajectory, index: int, fmt: str, unit: str, *, drop_infos: bool, why: str = ""
+) -> None:
+    """Raises where ``traj`` has no rewards, or infos that ``fmt`` cannot hold.
+
+    Args:
+        traj: The trajectory.
+        index: Its index, for the message.
+        fmt: The format's name, e.g. ``"Minari"``.
+        unit: What the format calls a trajectory, e.g. ``"episodes"``.
+        drop_infos: Infos are dropped on the way out (not refused).
+        why: Why the format cannot hold infos, e.g. ``" (its infos start with the reset's)"``.
+
+    Raises:
+        TypeError: ``traj`` is not a :class:`~torchbuf.TrajectoryWithRew`.
+        ValueError: ``traj`` has infos and ``drop_infos`` is false.
+    """
+    if not isinstance(traj, TrajectoryWithRew):
+        raise TypeError(f"trajectory {index} has no rewards: {fmt} {unit} need TrajectoryWithRew")
+    if traj.infos is not None and not drop_infos:
+        raise ValueError(
+            f"trajectory {index} has infos, which {fmt} cannot hold{why}: pass drop_infos=True "
+            "to save without them"
+        )
 
 
 def check_end(traj: Trajectory, index: int, fmt: str, *, flags_only_at_end: bool) -> None:

@@ -7,7 +7,8 @@ reads (telling them apart itself):
   HuggingFace ``datasets.Dataset``; infos jsonpickled). imitation's own loader
   builds every array from Python lists, as int64 / float64; :func:`load_imitation`
   reads the Arrow columns instead, in the dtypes they record (uint8 images stay
-  uint8), and decodes the infos as imitation does.
+  uint8), and decodes the infos as data (:mod:`torchbuf.formats.jsonpickled`),
+  to the values imitation's ``jsonpickle.decode`` gives, without running code.
 - ``"npz"``: the single ``.npz`` file of older imitation releases
   (``np.savez_compressed`` of the concatenated ``obs``, ``acts``, ``infos``,
   ``rews``, the ``terminal`` flags and the split ``indices``).
@@ -23,7 +24,8 @@ where its info says so and terminated otherwise (see :mod:`torchbuf.data.imitati
 Trajectories that this cannot express exactly are refused with a ``ValueError``
 (see :func:`torchbuf.formats.ends.check_end`).
 
-Loading a pickle or npz file unpickles it: load only files you trust.
+Loading a ``datasets`` directory runs no code from it (unless ``allow_pickle=True``);
+loading a pickle or npz file unpickles it: load only files you trust.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ import torch
 from torchbuf.data.convert import object_array
 from torchbuf.data.imitation import TRUNCATED_KEY, imitation_module
 from torchbuf.data.types import Trajectory
+from torchbuf.formats import jsonpickled
 from torchbuf.formats.ends import check_end, host_flags, is_dict
 from torchbuf.formats.select import select_trajectories
 from torchbuf.io import atomic
+from torchbuf.io.savedir import UnsafeLoadError
 
 IMITATION_FORMATS = ("datasets", "npz", "pickle")
 """The formats :func:`save_imitation` writes."""
@@ -87,16 +91,30 @@ def save_imitation(
     _WRITERS[format](Path(path), converted)
 
 
-def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[Trajectory]:
+def load_imitation(
+    path: PathLike, device: torch.device | str = "cpu", *, allow_pickle: bool = False
+) -> list[Trajectory]:
     """Loads trajectories in any of imitation's formats.
 
     A ``datasets`` directory is read through its Arrow columns (exact dtypes, no
     detour through Python lists); npz and pickle files through
     ``imitation.data.serialize.load``.
 
+    The infos of a ``datasets`` directory are jsonpickle text. By default they are
+    decoded as data only (:func:`torchbuf.formats.jsonpickled.decode`): JSON values,
+    tuples, sets, bytes and numpy arrays, scalars and dtypes, which is all that
+    imitation's rollouts write, giving the values ``jsonpickle.decode`` gives;
+    nothing named in the file is imported or called. Any other jsonpickle tag
+    (``py/reduce`` of anything but numpy's, ``py/object``, ``py/function``,
+    ``py/type``, ``py/repr``, ...) is refused. ``allow_pickle=True`` decodes the
+    infos with ``jsonpickle.decode`` as imitation does, which runs code named in
+    the file: only for files you trust.
+
     Args:
         path: A ``datasets`` directory, or an npz or pickle file.
         device: Where the tensors go.
+        allow_pickle: Decode ``datasets`` infos with ``jsonpickle.decode`` (arbitrary
+            objects; runs code from the file).
 
     Returns:
         :class:`~torchbuf.TrajectoryWithRew` (or :class:`~torchbuf.Trajectory` for
@@ -107,13 +125,17 @@ def load_imitation(path: PathLike, device: torch.device | str = "cpu") -> list[T
     Raises:
         ImportError: imitation is not installed.
         FileNotFoundError: nothing at ``path``.
+        UnsafeLoadError: (:class:`torchbuf.io.UnsafeLoadError`, a ``ValueError``) an
+            info of a ``datasets`` directory holds a jsonpickle tag that is not
+            data and ``allow_pickle`` is false; the message names the trajectory
+            (its row in the dataset), the step, the info key and the tag.
         ValueError: the file is not one of imitation's trajectory formats.
     """
     serialize = imitation_module("imitation.data.serialize")
     if not os.path.exists(path):
         raise FileNotFoundError(2, "no imitation trajectories here", str(path))
     if os.path.isdir(path):
-        loaded = _read_datasets(Path(path))
+        loaded = _read_datasets(Path(path), allow_pickle)
     else:
         with warnings.catch_warnings():  # reading the legacy formats is the point here
             warnings.filterwarnings("ignore", "Loading old", DeprecationWarning)
@@ -215,15 +237,15 @@ def _infos(traj: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- inwards
-def _read_datasets(path: Path) -> list[Any]:
+def _read_datasets(path: Path, allow_pickle: bool) -> list[Any]:
     """The trajectories (imitation's types) of a ``datasets`` directory, read through Arrow.
 
     imitation's own loader builds each array from Python lists (int64 / float64,
     seconds per image trajectory); the Arrow columns hold the recorded dtypes, so
-    they are reshaped instead. Infos are decoded with jsonpickle, as imitation does.
+    they are reshaped instead. Infos are decoded as data, or with jsonpickle as
+    imitation does where ``allow_pickle``.
     """
     datasets = imitation_module("datasets")
-    jsonpickle = imitation_module("jsonpickle")
     types = imitation_module("imitation.data.types")
     table = datasets.load_from_disk(str(path)).with_format("arrow")[:]
     columns = {
@@ -232,9 +254,7 @@ def _read_datasets(path: Path) -> list[Any]:
     infos = table.column("infos").to_pylist()
     terminal = table.column("terminal").to_pylist()
     cls = types.TrajectoryWithRew if "rews" in columns else types.Trajectory
-    with warnings.catch_warnings():  # jsonpickle's note on a future default; imitation's encoding
-        warnings.filterwarnings("ignore", "keys will default", DeprecationWarning)
-        decoded = [[jsonpickle.decode(info) for info in row] for row in infos]
+    decoded = _decode_infos(infos, allow_pickle)
     return [
         cls(
             **{name: rows[i] for name, rows in columns.items()},
@@ -243,6 +263,26 @@ def _read_datasets(path: Path) -> list[Any]:
         )
         for i in range(table.num_rows)
     ]
+
+
+def _decode_infos(rows: list[list[str]], allow_pickle: bool) -> list[list[Any]]:
+    """Each trajectory's infos, decoded as data or (``allow_pickle``) by jsonpickle."""
+    if allow_pickle:
+        jsonpickle = imitation_module("jsonpickle")
+        with warnings.catch_warnings():  # jsonpickle's note on a future default; imitation's encoding
+            warnings.filterwarnings("ignore", "keys will default", DeprecationWarning)
+            return [[jsonpickle.decode(info) for info in row] for row in rows]
+    try:
+        return [
+            [jsonpickled.decode(info, f"trajectory {i}, step {t}, info") for t, info in enumerate(row)]
+            for i, row in enumerate(rows)
+        ]
+    except UnsafeLoadError as err:
+        raise UnsafeLoadError(
+            f"{err}: decoding it would import and call what the file names; "
+            "load_imitation(..., allow_pickle=True) decodes it with jsonpickle anyway "
+            "(runs code from the file: only for files you trust)"
+        ) from None
 
 
 def _rows(column: Any) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ from gymnasium import spaces
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.types import Obs, TrajectoryWithRew
-from torchbuf.formats.ends import check_end, host_flags
+from torchbuf.formats.ends import check_end, check_rewards_and_infos, host_flags
 from torchbuf.formats.select import select_trajectories
 
 _ARRAY_SPACES = (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
@@ -134,13 +134,8 @@ def _episode(
     """Minari's ``EpisodeBuffer`` for one trajectory, after checking that it fits."""
     from minari.data_collector import EpisodeBuffer
 
-    if getattr(traj, "rews", None) is None:
-        raise TypeError(f"trajectory {index} has no rewards: Minari episodes need TrajectoryWithRew")
-    if traj.infos is not None and not drop_infos:
-        raise ValueError(
-            f"trajectory {index} has infos, which Minari cannot hold (its infos start with the "
-            "reset's, one row per observation): pass drop_infos=True to save without them"
-        )
+    why = " (its infos start with the reset's, one row per observation)"
+    check_rewards_and_infos(traj, index, "Minari", "episodes", drop_infos=drop_infos, why=why)
     check_end(traj, index, "Minari", flags_only_at_end=False)
     obs, acts = _numpy(traj.obs), _numpy(traj.acts)
     _check_space(obs, obs_space, f"trajectory {index}: obs", "observation space")

@@ -48,7 +48,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.types import Obs, Trajectory, TrajectoryWithRew
-from torchbuf.formats.ends import check_end, host_flags
+from torchbuf.formats.ends import check_end, check_rewards_and_infos, host_flags
 from torchbuf.io import atomic
 
 DEFAULT_ENV_ARGS: Mapping[str, Any] = {"env_name": "", "type": 2, "env_kwargs": {}}
@@ -170,13 +170,7 @@ def load_robomimic(
 
 # ------------------------------------------------------------------------ outwards
 def _check(traj: Trajectory, index: int, drop_truncated: bool, drop_infos: bool) -> None:
-    if not isinstance(traj, TrajectoryWithRew):
-        raise TypeError(f"trajectory {index} has no rewards: robomimic demos need TrajectoryWithRew")
-    if traj.infos is not None and not drop_infos:
-        raise ValueError(
-            f"trajectory {index} has infos, which robomimic cannot hold: pass drop_infos=True "
-            "to save without them"
-        )
+    check_rewards_and_infos(traj, index, "robomimic", "demos", drop_infos=drop_infos)
     check_end(traj, index, "robomimic", flags_only_at_end=True)
     if bool(traj.truncated[-1]) and not drop_truncated:
         raise ValueError(
