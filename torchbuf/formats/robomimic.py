@@ -37,11 +37,9 @@ step's info ``{"success": flag}``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -50,6 +48,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.types import Obs, Trajectory, TrajectoryWithRew
 from torchbuf.formats.ends import check_end, host_flags
+from torchbuf.formats.h5 import h5py_module
 from torchbuf.io import atomic
 
 DEFAULT_ENV_ARGS: Mapping[str, Any] = {"env_name": "", "type": 2, "env_kwargs": {}}
@@ -105,7 +104,7 @@ def save_robomimic(
             position out of range.
         OSError: ``path``'s parent is missing or not writable.
     """
-    h5py = _h5py()
+    h5py = h5py_module("robomimic")
     chosen = [i for i, t in enumerate(trajs) if keep is None or keep(t)]
     flags = {i: bool(success(trajs[i])) for i in chosen} if success is not None else None
     for i in chosen:
@@ -161,7 +160,7 @@ def load_robomimic(
             0 and 1, whose ``success`` attribute is not one flag, or whose arrays'
             lengths disagree with ``num_samples``.
     """
-    h5py = _h5py()
+    h5py = h5py_module("robomimic")
     device = torch.device(device)
     with h5py.File(path, "r") as f:
         data = f["data"]
@@ -312,13 +311,3 @@ def _rows(dataset: Any, n: int, what: str) -> np.ndarray:
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True)).to(device)
-
-
-def _h5py() -> ModuleType:
-    try:
-        return importlib.import_module("h5py")
-    except ImportError as err:
-        raise ImportError(
-            "reading or writing robomimic HDF5 files needs the optional dependency h5py: "
-            "pip install 'torchbuf[robomimic]'"
-        ) from err
