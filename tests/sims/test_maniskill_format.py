@@ -25,7 +25,7 @@ from mani_skill.utils.wrappers.record import RecordEpisode  # noqa: E402
 from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv  # noqa: E402
 
 from torchbuf import VectorBufferingWrapper  # noqa: E402
-from torchbuf.formats import load_maniskill, save_maniskill  # noqa: E402
+from torchbuf.formats import info_flag, load_maniskill, save_maniskill  # noqa: E402
 
 STEPS = 120
 
@@ -104,3 +104,19 @@ def test_save_maniskill_is_read_by_maniskill_as_the_env_returned_it_and_has_reco
         assert {k: a[k] for k in ("episode_id", "control_mode", "elapsed_steps", "success")} == {
             k: b[k] for k in ("episode_id", "control_mode", "elapsed_steps", "success")
         }
+
+
+def test_keep_info_flag_exports_the_episodes_that_ended_successful(tmp_path):
+    """At ManiSkillVectorEnv's done step the info is the reset's; the outcome is in final_info."""
+    trajs, truth = record(tmp_path)
+    wins = [t["success"][-1] for t in truth]
+    assert any(wins) and not all(wins)
+    env_info = {"env_id": ENV_ID, "env_kwargs": {}, "max_episode_steps": 30}
+    kept = save_maniskill(
+        tmp_path / "ok.h5", trajs, env_info=env_info, keep=info_flag("success"), drop_infos=True
+    )
+    assert len(kept) == sum(wins)
+    ds = ManiSkillTrajectoryDataset(str(tmp_path / "ok.h5"), success_only=True)
+    assert len(ds.episodes) == sum(wins) and all(e["success"] for e in ds.episodes)
+    want = torch.cat([t["act"] for t, win in zip(truth, wins) if win])
+    assert torch.equal(torch.from_numpy(ds.actions), want)
