@@ -36,7 +36,7 @@ $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 	$(PYTHON) -m venv $(SIMS)
 	$(SPY) -m pip install -q --upgrade pip
 	$(SPY) -m pip install -q "$(TORCH)"
-	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test]" "$(TORCH)"
+	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test,maniskill]" "$(TORCH)"
 	touch $@
 
 test-sims: $(SIMS)/.ok

@@ -11,10 +11,12 @@ from torchbuf import TrajectoryWithRew
 from torchbuf.formats import (
     load_imitation,
     load_lerobot,
+    load_maniskill,
     load_minari,
     load_robomimic,
     save_imitation,
     save_lerobot,
+    save_maniskill,
     save_minari,
     save_robomimic,
 )
@@ -52,6 +54,8 @@ def _traj():
         (["PIL.Image"], lambda p: load_lerobot(p), "lerobot"),
         (["h5py"], lambda p: save_robomimic(p, [_traj()]), "robomimic"),
         (["h5py"], lambda p: load_robomimic(p), "robomimic"),
+        (["h5py"], lambda p: save_maniskill(f"{p}.h5", [_traj()]), "maniskill"),
+        (["h5py"], lambda p: load_maniskill(f"{p}.h5"), "maniskill"),
     ],
 )
 def test_a_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch, missing, call, extra):

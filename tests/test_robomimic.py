@@ -162,6 +162,25 @@ def test_success_is_isaac_labs_per_demo_attribute_and_a_filter_key(tmp_path):
     assert len(load_robomimic(tmp_path / "d.hdf5", obs_key="state", filter_key="successful")) == 2
 
 
+def test_the_per_demo_success_is_read_back_as_the_last_steps_info(tmp_path):
+    """Isaac Lab's ``success`` attribute loads where ``info_flag`` reads it: the last step's info."""
+    trajs = [traj(success=[False, False, True]), traj(2, success=[True, False])]
+    save_robomimic(tmp_path / "d.hdf5", trajs, success=info_flag("success"), drop_infos=True)
+    loaded = load_robomimic(tmp_path / "d.hdf5", obs_key="state")
+    assert [list(t.infos) for t in loaded] == [[{}, {}, {"success": True}], [{}, {"success": False}]]
+    assert all(type(t.infos[-1]["success"]) is bool for t in loaded)
+    assert [info_flag()(t) for t in loaded] == [True, False]
+    save_robomimic(tmp_path / "again.hdf5", loaded, success=info_flag(), drop_infos=True)
+    with h5py.File(tmp_path / "again.hdf5", "r") as f:
+        assert [bool(f[f"data/demo_{i}"].attrs["success"]) for i in range(2)] == [True, False]
+        assert [n.decode() for n in f["mask/successful"][()]] == ["demo_0"]
+
+
+def test_demos_without_a_success_attribute_load_without_infos(tmp_path):
+    save_robomimic(tmp_path / "d.hdf5", [traj()])
+    assert load_robomimic(tmp_path / "d.hdf5", obs_key="state")[0].infos is None
+
+
 def test_keep_writes_only_the_selected_demos_numbered_in_order(tmp_path):
     """Isaac Lab's succeeded-only export; masks name positions in the trajectories given."""
     trajs = [traj(2, success=[0, 0]), traj(3, success=[0, 0, 1]), traj(4, success=[0, 0, 0, 1])]
@@ -237,6 +256,22 @@ def test_a_file_torchbuf_cannot_read_exactly_is_refused_naming_the_demo(tmp_path
     _write(tmp_path / "d.hdf5", **{**GOOD, **change})
     with pytest.raises(ValueError, match=match):
         load_robomimic(tmp_path / "d.hdf5")
+
+
+def test_a_success_attribute_that_is_not_one_flag_is_refused(tmp_path):
+    _write(tmp_path / "d.hdf5", **GOOD)
+    with h5py.File(tmp_path / "d.hdf5", "a") as f:
+        f["data/demo_0"].attrs["success"] = np.array([1, 0])
+    with pytest.raises(ValueError, match="demo_0: attribute success is"):
+        load_robomimic(tmp_path / "d.hdf5")
+
+
+def test_a_hand_written_isaac_lab_success_attribute_loads(tmp_path):
+    _write(tmp_path / "d.hdf5", **GOOD)
+    with h5py.File(tmp_path / "d.hdf5", "a") as f:
+        f["data/demo_0"].attrs["success"] = np.bool_(True)
+    (got,) = load_robomimic(tmp_path / "d.hdf5")
+    assert list(got.infos) == [{}, {}, {"success": True}]
 
 
 def test_a_demo_without_next_obs_is_refused(tmp_path):

@@ -60,3 +60,12 @@ def test_info_flag_refuses_what_it_cannot_read(t, match):
 def test_info_flag_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="'last' or 'any'"):
         info_flag(at="first")  # type: ignore[arg-type]
+
+
+def test_info_flag_reads_the_ended_episodes_flag_at_a_same_step_autoreset():
+    """ManiSkillVectorEnv (and gymnasium's SAME_STEP) return the reset's info at a done step, the
+    ended episode's as ``final_info``: the flag is the ended episode's (a row as torchbuf records it)."""
+    t = traj([False, False])
+    t.infos[-1] = {"success": torch.tensor(False), "final_info": {"success": torch.tensor(True)}}
+    assert info_flag()(t)
+    assert info_flag(at="any")(t)

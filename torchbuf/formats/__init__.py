@@ -12,6 +12,9 @@
 - :func:`save_robomimic` / :func:`load_robomimic`: robomimic HDF5 files (and Isaac
   Lab's variant with a per-demo ``success``), read back by robomimic's
   ``SequenceDataset`` (``pip install 'torchbuf[robomimic]'``).
+- :func:`save_maniskill` / :func:`load_maniskill`: ManiSkill 3 trajectory files
+  (``.h5`` and its ``.json``, as ``RecordEpisode`` writes them), read back by
+  ManiSkill's ``ManiSkillTrajectoryDataset`` (``pip install 'torchbuf[maniskill]'``).
 - :func:`to_torchrl` / :func:`from_torchrl` / :func:`transitions_from_torchrl`:
   torchrl's flat TensorDict of steps, for its replay buffers, samplers and losses
   (needs only tensordict).
@@ -27,6 +30,7 @@ torchbuf's own format (:mod:`torchbuf.io`) carries everything.
 
 from torchbuf.formats.imitation_files import IMITATION_FORMATS, load_imitation, save_imitation
 from torchbuf.formats.lerobot import load_lerobot, save_lerobot
+from torchbuf.formats.maniskill import load_maniskill, load_maniskill_env_states, save_maniskill
 from torchbuf.formats.minari_datasets import load_minari, save_minari
 from torchbuf.formats.robomimic import load_robomimic, save_robomimic
 from torchbuf.formats.select import info_flag, select_trajectories
@@ -39,10 +43,13 @@ __all__ = [
     "info_flag",
     "load_imitation",
     "load_lerobot",
+    "load_maniskill",
+    "load_maniskill_env_states",
     "load_minari",
     "load_robomimic",
     "save_imitation",
     "save_lerobot",
+    "save_maniskill",
     "save_minari",
     "save_robomimic",
     "select_trajectories",

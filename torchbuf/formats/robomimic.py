@@ -31,16 +31,15 @@ What robomimic cannot carry is refused with a ``ValueError`` naming the trajecto
   without rewards (``TypeError``); dict keys holding ``"/"``.
 
 Writing and reading need h5py: ``pip install 'torchbuf[robomimic]'``. Loading reads
-arrays and attributes only, never code.
+arrays and attributes only, never code; a demo's ``success`` attribute loads as its last
+step's info ``{"success": flag}``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.types import Obs, Trajectory, TrajectoryWithRew
 from torchbuf.formats.ends import check_end, check_rewards_and_infos, host_flags
+from torchbuf.formats.h5 import h5py_module
 from torchbuf.io import atomic
 
 DEFAULT_ENV_ARGS: Mapping[str, Any] = {"env_name": "", "type": 2, "env_kwargs": {}}
@@ -104,7 +104,7 @@ def save_robomimic(
             position out of range.
         OSError: ``path``'s parent is missing or not writable.
     """
-    h5py = _h5py()
+    h5py = h5py_module("robomimic")
     chosen = [i for i, t in enumerate(trajs) if keep is None or keep(t)]
     flags = {i: bool(success(trajs[i])) for i in chosen} if success is not None else None
     for i in chosen:
@@ -146,7 +146,10 @@ def load_robomimic(
         One :class:`~torchbuf.TrajectoryWithRew` per demo, in robomimic's order
         (by demo number), with ``obs`` (``num_samples + 1`` rows: ``obs`` and the
         last ``next_obs``), ``acts``, ``rews``, ``terminated`` (``dones``),
-        ``truncated`` (all false), ``terminal`` (the last step is done), no infos.
+        ``truncated`` (all false), ``terminal`` (the last step is done). A demo with
+        a ``success`` attribute (Isaac Lab's variant) has infos: ``{}`` per step, and
+        ``{"success": flag}`` at the last (as :func:`~torchbuf.formats.info_flag`
+        reads it); a demo without one has none.
 
     Raises:
         ImportError: h5py is missing.
@@ -154,9 +157,10 @@ def load_robomimic(
         ValueError: a group in ``data`` not named ``demo_<number>``; a demo that
             has no ``next_obs``, whose ``next_obs`` is not its following ``obs``,
             whose ``dones`` mark a step before the last or hold values other than
-            0 and 1, or whose arrays' lengths disagree with ``num_samples``.
+            0 and 1, whose ``success`` attribute is not one flag, or whose arrays'
+            lengths disagree with ``num_samples``.
     """
-    h5py = _h5py()
+    h5py = h5py_module("robomimic")
     device = torch.device(device)
     with h5py.File(path, "r") as f:
         data = f["data"]
@@ -254,10 +258,23 @@ def _read_demo(demo: Any, name: str, obs_key: str | None, device: torch.device) 
         rews=_tensor(_rows(demo["rewards"], n, f"{name}: rewards"), device),
         terminated=terminated.to(device),
         truncated=torch.zeros(n, dtype=torch.bool, device=device),
+        infos=_success_infos(demo, n, name),
         terminal=bool(n and terminated[-1]),
         batch_size=[],
         device=device,
     )
+
+
+def _success_infos(demo: Any, n: int, name: str) -> np.ndarray | None:
+    """Isaac Lab's per-demo ``success`` as the last step's info (where ``info_flag`` reads it)."""
+    if "success" not in demo.attrs:
+        return None
+    flag = np.asarray(demo.attrs["success"])
+    if flag.size != 1 or flag.dtype.kind not in "biu" or n == 0:
+        raise ValueError(f"{name}: attribute success is {flag!r}, not one flag of a demo with steps")
+    infos = np.empty(n, dtype=object)
+    infos[:] = [{} for _ in range(n - 1)] + [{"success": bool(flag.reshape(()))}]
+    return infos
 
 
 def _read_obs(now: Any, after: Any, n: int, what: str) -> dict[str, Any]:
@@ -288,13 +305,3 @@ def _rows(dataset: Any, n: int, what: str) -> np.ndarray:
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True)).to(device)
-
-
-def _h5py() -> ModuleType:
-    try:
-        return importlib.import_module("h5py")
-    except ImportError as err:
-        raise ImportError(
-            "reading or writing robomimic HDF5 files needs the optional dependency h5py: "
-            "pip install 'torchbuf[robomimic]'"
-        ) from err

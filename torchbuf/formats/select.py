@@ -51,7 +51,8 @@ def info_flag(key: str = "success", *, at: Literal["last", "any"] = "last") -> C
         key: The info key; a nested key as ``"a/b"`` (ManiSkill's ``success``,
             Isaac Lab's recorder terms, ...).
         at: ``"last"``: the flag of the last step's info (the episode's outcome, as
-            ManiSkill's ``RecordEpisode`` saves it); ``"any"``: true at any step.
+            ManiSkill's ``RecordEpisode`` saves it); ``"any"``: true at any step. Where
+            a step's info holds ``final_info`` (a same-step autoreset), its flag is read there.
 
     Returns:
         The predicate. It raises ``ValueError`` for a trajectory recorded without
@@ -72,7 +73,15 @@ def info_flag(key: str = "success", *, at: Literal["last", "any"] = "last") -> C
 
 
 def _flag(info: Any, key: str, step: int) -> bool:
-    """``info[key]`` (``"a/b"`` nests) as one bool; ``ValueError`` naming ``step`` otherwise."""
+    """``info[key]`` (``"a/b"`` nests) as one bool; ``ValueError`` naming ``step`` otherwise.
+
+    At a same-step autoreset (ManiSkill's ``ManiSkillVectorEnv``, gymnasium's ``SAME_STEP``)
+    the done step's info is the reset's and ``info["final_info"]`` the ended episode's:
+    the flag is read from there where it holds the key.
+    """
+    final = info.get("final_info") if isinstance(info, Mapping) else None
+    if isinstance(final, Mapping) and key.split("/")[0] in final:
+        info = final
     value: Any = info
     for part in key.split("/"):
         if not isinstance(value, Mapping) or part not in value:
