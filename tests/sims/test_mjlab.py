@@ -99,7 +99,8 @@ class Run:
     def summary(self) -> str:
         flat = [s for steps in self.steps for s in steps]
         n_term, n_trunc = sum(s["term"] for s in flat), sum(s["trunc"] for s in flat)
-        return f"{self.compared} compared ({n_term} terminated, {n_trunc} truncated), pops {self.pops}, mismatches {self.bad}"
+        ends = f"{n_term} terminated, {n_trunc} truncated"
+        return f"{self.compared} compared ({ends}), pops {self.pops}, mismatches {self.bad}"
 
 
 def popped(envs: VectorBufferingWrapper, how: str) -> list[dict[str, Any]]:
@@ -157,7 +158,8 @@ def test_manager_based_env_auto_reset():
                 done = bool(term[e] | time_outs[e])
                 nxt = groups(obs, e)
                 run.add(e, obs=current[e], act=acts[e].clone(), next=unknown(nxt) if done else nxt,
-                        rew=float(rew[e]), term=bool(term[e]), trunc=bool(time_outs[e]), ends=done, unknown=done)  # fmt: skip
+                        rew=float(rew[e]), term=bool(term[e]), trunc=bool(time_outs[e]),
+                        ends=done, unknown=done)  # fmt: skip
                 current[e] = nxt
             if t % 70 == 0:  # a partial reset (Isaac Lab's env_ids) cuts env 1's running episode
                 run.cut(1)
@@ -187,7 +189,8 @@ def test_manager_based_env_manual_reset():
         done = term | time_outs
         for e in range(N_ENVS):
             run.add(e, obs=current[e], act=acts[e].clone(), next=groups(obs, e), rew=float(rew[e]),
-                    term=bool(term[e]), trunc=bool(time_outs[e]), ends=bool(done[e]), unknown=False)  # fmt: skip
+                    term=bool(term[e]), trunc=bool(time_outs[e]), ends=bool(done[e]),
+                    unknown=False)  # fmt: skip
             current[e] = groups(obs, e)
         if done.any():
             ids = done.nonzero().reshape(-1)
@@ -221,7 +224,8 @@ def test_rsl_rl_vec_env_wrapper():
                 done, to = bool(dones[e]), bool(time_outs[e])
                 nxt = groups(obs, e)
                 run.add(e, obs=current[e], act=acts[e].clone(), next=unknown(nxt) if done else nxt,
-                        rew=float(rew[e]), term=done and not to, trunc=to, ends=done, unknown=done)  # fmt: skip
+                        rew=float(rew[e]), term=done and not to, trunc=to, ends=done,
+                        unknown=done)  # fmt: skip
                 current[e] = nxt
             if t % int(run.rng.integers(20, 60)) == 0:
                 run.pop()
@@ -236,7 +240,8 @@ def test_rsl_rl_vec_env_wrapper():
 def test_mismatches_are_counted():
     """The comparison can fail: one changed field of one transition is one mismatch."""
     obs = {"actor": torch.zeros(2), "critic": torch.ones(2)}
-    want = [dict(obs=obs, act=torch.ones(1), next=unknown(obs), rew=0.5, term=True, trunc=False, unknown=True)]
+    step = dict(obs=obs, act=torch.ones(1), next=unknown(obs), rew=0.5, term=True, trunc=False, unknown=True)
+    want = [step]
     got = [dict(want[0], info={"log": {}, "final_obs_unknown": torch.tensor(True)})]
     assert mismatches(got, want) == 0
     for key, value in [("next", obs), ("rew", 0.25), ("trunc", True), ("info", {"log": {}})]:
