@@ -12,10 +12,14 @@ tensor, or a dict of terms when its terms are not concatenated). What is recorde
   episode ended); otherwise the terminal slots hold stand-ins (NaN for floats), never
   the reset observation, the wrapper warns once, and each such transition's info has
   ``final_obs_unknown=True``;
-- with mjlab's ``cfg.auto_reset=False`` the done step returns the true terminal
-  observation and the caller resets the ended envs
+- the mode is the one the env declares (recent Isaac Lab: ``metadata["autoreset_mode"]``,
+  SAME_STEP or DISABLED from ``cfg.autoreset_mode``), else mjlab's ``cfg.auto_reset``;
+- with mjlab's ``cfg.auto_reset=False`` (or Isaac Lab's DISABLED) the done step returns
+  the true terminal observation and the caller resets the ended envs
   (``reset(options={"env_idx": ids})`` or ``{"reset_mask": mask}`` on the wrapper,
-  passed on as ``env_ids``): gymnasium's DISABLED mode;
+  passed on as ``env_ids``): gymnasium's DISABLED mode. Reset them before the next
+  step (mjlab refuses to step otherwise; Isaac Lab steps retired envs with zero
+  rewards, and those steps would be recorded as transitions);
 - ``extras`` as the step's infos (``extras["log"]`` holds 0-dim tensors and ints
   without an env axis: each is kept once per step and given to every env's dict).
 """
@@ -54,11 +58,11 @@ class IsaacLabVectorEnv(VectorEnv):
         self.single_action_space = to_gym_space(env.single_action_space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        auto_reset = bool(getattr(getattr(env, "cfg", None), "auto_reset", True))
-        self.metadata = {
-            **getattr(env, "metadata", {}),
-            "autoreset_mode": "same_step" if auto_reset else "disabled",
-        }
+        metadata = dict(getattr(env, "metadata", {}))
+        if metadata.get("autoreset_mode") is None:  # mjlab declares none: its cfg.auto_reset decides
+            auto_reset = bool(getattr(getattr(env, "cfg", None), "auto_reset", True))
+            metadata["autoreset_mode"] = "same_step" if auto_reset else "disabled"
+        self.metadata = metadata
         self.render_mode = getattr(env, "render_mode", None)
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
