@@ -148,6 +148,10 @@ def test_isaac_lab_without_final_obs_records_unknown_not_the_reset_obs():
     for traj in ended:
         assert torch.isnan(traj.obs["policy"][-1]).all()
         assert not torch.isnan(traj.obs["policy"][:-1]).any()
+    # the batch says which terminal observations are unknown: the ended steps, no others
+    for traj in trajs:
+        flags = [bool(info.get("final_obs_unknown", False)) for info in traj.infos]
+        assert flags == [bool(d) for d in (traj.terminated | traj.truncated)]
 
 
 def test_torch_env_step_and_pop_transitions_never_sync():

@@ -20,6 +20,7 @@ try:
 except ImportError:  # gymnasium 0.29
     from gymnasium.vector import VectorEnvWrapper as VectorWrapper  # type: ignore[attr-defined,no-redef]
 
+from torchbuf.adapters.detect import as_vector_env
 from torchbuf.adapters.gymnasium import Autoreset, BatchedInfos, final_obs, unknown_like
 from torchbuf.adapters.gymnasium import autoreset_mode as read_autoreset_mode
 from torchbuf.buffer.guard import exclusive
@@ -30,6 +31,10 @@ from torchbuf.data.convert import as_tensor, obs_to_tensors
 from torchbuf.data.spaces import check_batch, fit_space
 from torchbuf.data.types import Obs
 
+# In the recorded infos of a SAME_STEP env that reports no final observations: the
+# transition ended an episode whose terminal observation is a stand-in.
+UNKNOWN_KEY = "final_obs_unknown"
+
 
 class VectorBufferingWrapper(PopAPI, VectorWrapper):
     """Records a gymnasium vector env into device storage; pops like ``BufferingWrapper``.
@@ -37,7 +42,9 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
     Transparent: ``reset`` and ``step`` return exactly what the env returns.
 
     Args:
-        env: The vector env (gymnasium ``VectorEnv``, envpool, or a torch-native env).
+        env: The vector env: a gymnasium ``VectorEnv``, envpool, a torch-native env,
+            an Isaac Lab / mjlab manager-based env or an rsl_rl ``VecEnv`` (each of
+            the last two through its adapter, see :mod:`torchbuf.adapters.detect`).
         error_on_premature_reset: Error if a full ``reset()`` would discard
             transitions recorded since the last pop.
         device: Storage device. Default: the device of the env's tensors, or CPU
@@ -47,9 +54,12 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         capacity: Initial slots per env; storage doubles when a step could overflow.
         autoreset_mode: Override the env's declared mode (``"next_step"``,
             ``"same_step"``, ``"disabled"``).
+        api: The env's API where detection by duck type cannot be sure
+            (``"gymnasium"``, ``"isaaclab"``, ``"rsl_rl"``). Default: detected.
 
     Raises:
-        ValueError: the env's autoreset mode is unknown or undeclared.
+        ValueError: the env's autoreset mode is unknown or undeclared, or ``api``
+            is unknown.
 
     Examples:
         >>> import gymnasium as gym
@@ -69,7 +79,9 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         keep_infos: bool = True,
         capacity: int = 64,
         autoreset_mode: str | None = None,
+        api: str | None = None,
     ):
+        env = as_vector_env(env, api)
         super().__init__(env)
         self.error_on_premature_reset = error_on_premature_reset
         self.mode = read_autoreset_mode(env, autoreset_mode)
@@ -255,6 +267,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             elif not _none_ended(dones_host):
                 rec.final_obs = unknown_like(obs_t)
                 self._note_unreported(term | trunc, dones_host)
+                info = {**info, UNKNOWN_KEY: term | trunc}
         else:
             rec.final_in_obs = True
         if self.mode is Autoreset.NEXT_STEP:
