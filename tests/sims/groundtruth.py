@@ -57,8 +57,10 @@ def popped(envs: Any, how: str) -> list[dict[str, Any]]:
 
 def same(a: Any, b: Any) -> bool:
     """Exact equality of two values (tensors, TensorDicts, numbers), NaN equal to NaN."""
-    if hasattr(a, "keys"):
-        return set(a.keys()) == set(b.keys()) and all(same(a[k], b[k]) for k in a.keys())
+    if hasattr(a, "keys") or hasattr(b, "keys"):
+        if not (hasattr(a, "keys") and hasattr(b, "keys")) or set(a.keys()) != set(b.keys()):
+            return False
+        return all(same(a[k], b[k]) for k in a.keys())
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
         return False
