@@ -48,11 +48,12 @@ def popped(envs: Any, how: str) -> list[dict[str, Any]]:
         cols = (t.obs, t.acts, t.next_obs, t.rews, t.terminated, t.truncated)
         return [dict(zip(FIELDS, (c[i].cpu() for c in cols))) for i in range(len(t))]
     trajs, _ = envs.pop_trajectories() if how == "trajectories" else envs.pop_finished_trajectories()
-    return [
-        dict(zip(FIELDS, (x.cpu() for x in (tr.obs[i], tr.acts[i], tr.obs[i + 1], tr.rews[i], tr.terminated[i], tr.truncated[i]))))
-        for tr in trajs
-        for i in range(len(tr.acts))
-    ]  # fmt: skip
+    out = []
+    for tr in trajs:
+        for i in range(len(tr.acts)):
+            cols = (tr.obs[i], tr.acts[i], tr.obs[i + 1], tr.rews[i], tr.terminated[i], tr.truncated[i])
+            out.append(dict(zip(FIELDS, (x.cpu() for x in cols))))
+    return out
 
 
 def same(a: Any, b: Any) -> bool:
@@ -60,7 +61,7 @@ def same(a: Any, b: Any) -> bool:
     if hasattr(a, "keys") or hasattr(b, "keys"):
         if not (hasattr(a, "keys") and hasattr(b, "keys")) or set(a.keys()) != set(b.keys()):
             return False
-        return all(same(a[k], b[k]) for k in a.keys())
+        return all(same(a[k], b[k]) for k in a.keys())  # noqa: SIM118 (TensorDicts too)
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
         return False

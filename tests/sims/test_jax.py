@@ -84,7 +84,7 @@ def record(env, n_envs, n_steps, seed, batched=False):
                 term=torch.tensor(done[e] and not cut[e]), trunc=torch.tensor(done[e] and cut[e]),
                 ends=bool(done[e]),
             )  # fmt: skip
-        if not venv.env_resets:  # the adapter's state continues from the env's own step where no episode ended
+        if not venv.env_resets:  # where no episode ended, the adapter's state is the env's own step
             live = np_tree(venv.state.obs)[~done]
             run.bad += not torch.equal(live, r_next[~done])
         if t % 97 == 0:  # a partial reset cuts a running episode
@@ -123,7 +123,7 @@ def test_brax_inverted_pendulum_true_final_obs(recwarn):
 
 
 def test_brax_auto_reset_wrapper_final_obs_unknown():
-    """Brax's ``AutoResetWrapper`` keeps no final obs: stand-ins (NaN) and one warning, never the reset obs."""
+    """Brax's ``AutoResetWrapper`` keeps no final obs: NaN stand-ins and one warning, never the reset obs."""
     env = brax_pendulum(episode_length=6, auto_reset=True)
     with pytest.warns(UserWarning, match="final observations"):
         run, venv = record(env, n_envs=8, n_steps=130, seed=2, batched=True)
@@ -144,8 +144,14 @@ def test_outputs_share_the_jax_buffers():
     for _ in range(40):
         obs, rew, term, trunc, info = venv.step(torch.ones(4, env.action_size))
         out = venv.outputs
-        pairs = [(obs, venv.state.obs), (rew, out["reward"]), (term, out["terminated"]),
-                 (trunc, out["truncated"]), (info["final_obs"], out["final_obs"]), (info["_final_obs"], out["done"])]  # fmt: skip
+        pairs = [
+            (obs, venv.state.obs),
+            (rew, out["reward"]),
+            (term, out["terminated"]),
+            (trunc, out["truncated"]),
+            (info["final_obs"], out["final_obs"]),
+            (info["_final_obs"], out["done"]),
+        ]
         for tensor, array in pairs:
             assert tensor.data_ptr() == array.unsafe_buffer_pointer()
             checked += 1

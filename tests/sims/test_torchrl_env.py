@@ -61,7 +61,8 @@ def record(make, n_steps, seed, actions):
         for e in range(n):
             o, a, nx, r, term, trunc = (c[e] for c in cols)
             o, nx = (x["observation"] if keys == ["observation"] else x.to_dict() for x in (o, nx))
-            run.truth[e].add(obs=o, act=a, next=nx, rew=r[0], term=term[0], trunc=trunc[0], ends=bool(term[0] | trunc[0]))
+            ends = bool(term[0] | trunc[0])
+            run.truth[e].add(obs=o, act=a, next=nx, rew=r[0], term=term[0], trunc=trunc[0], ends=ends)
         if t % 101 == 0 and not unb:  # a partial reset of env 0, in both
             mask = torch.arange(n) == 0
             run.truth[0].cut()
@@ -103,7 +104,8 @@ def test_spaces_and_matches():
     venv = TorchRLVectorEnv(env)
     assert matches(env) and not matches(venv)
     assert venv.num_envs == 2 and venv.single_action_space.n == 2
-    assert venv.single_observation_space["observation"].shape == (4,)  # StepCounter's step_count is an observation
+    # StepCounter's step_count is in the observation spec: a dict observation
+    assert venv.single_observation_space["observation"].shape == (4,)
     assert venv.single_observation_space["step_count"].shape == (1,)
     with pytest.raises(RuntimeError, match="reset"):
         venv.step(torch.zeros(2, dtype=torch.int64))

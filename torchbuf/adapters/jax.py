@@ -134,7 +134,8 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         self.state: Any = None
         """The current jax state (after this adapter's or the env's resets)."""
         self.outputs: dict[str, Any] = {}
-        """The last step's jax outputs (``reward``, ``terminated``, ``truncated``, ``done``, ``metrics``, ``final_obs``)."""
+        """The last step's jax outputs: ``reward``, ``terminated``, ``truncated``, ``done``,
+        ``metrics`` and (where the adapter resets) ``final_obs``."""
         self.render_mode = None
         self.closed = False
         self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, (int(env.action_size),), np.float32)
@@ -148,7 +149,9 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         self._key, sub = jax.random.split(self._key)
         return jax.random.split(sub, self.num_envs)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Resets all envs, or those in ``options["reset_mask"]`` (a bool array of ``(N,)``).
 
         Returns:
@@ -191,8 +194,11 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         if self.state is None:
             raise RuntimeError("JaxVectorEnv: call reset() before step()")
         acts = fit_space(self.single_action_space, actions, "actions")
-        if tuple(acts.shape) != (self.num_envs, *self.single_action_space.shape):
-            raise ValueError(f"actions: expected shape {(self.num_envs, *self.single_action_space.shape)}, got {tuple(acts.shape)}")
+        want = (self.num_envs, int(self.env.action_size))
+        if tuple(acts.shape) != want:
+            raise ValueError(
+                f"actions: expected shape {want} (num_envs, action_size), got {tuple(acts.shape)}"
+            )
         acts_j = to_jax(acts) if isinstance(acts, torch.Tensor) else _numpy_to_jax(acts)
         self.state, out = self._step(self.state, acts_j, self._keys())
         self.outputs = out

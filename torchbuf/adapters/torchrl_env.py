@@ -26,9 +26,7 @@ _DONE_KEYS = ("reward", "done", "terminated", "truncated")
 
 def matches(env: Any) -> bool:
     """Whether ``env`` is a torchrl ``EnvBase`` (checked without importing torchrl)."""
-    return any(
-        c.__name__ == "EnvBase" and c.__module__.startswith("torchrl.") for c in type(env).__mro__
-    )
+    return any(c.__name__ == "EnvBase" and c.__module__.startswith("torchrl.") for c in type(env).__mro__)
 
 
 def _np_dtype(dtype: torch.dtype) -> np.dtype:
@@ -42,7 +40,7 @@ def spec_space(spec: Any, n_batch: int) -> gymnasium.spaces.Space:
     with the spec's bounds where it has them (``Bounded``), else the dtype's range.
     """
     shape = tuple(spec.shape[n_batch:])
-    space = getattr(spec, "space", None)
+    space: Any = getattr(spec, "space", None)
     if type(spec).__name__ == "Categorical" and shape == () and hasattr(space, "n"):
         return gymnasium.spaces.Discrete(int(space.n))
     dtype = _np_dtype(spec.dtype)
@@ -115,12 +113,14 @@ class TorchRLVectorEnv(gymnasium.vector.VectorEnv):
         return {_name(k): self._batched(td[k]) for k in self._obs_keys}
 
     def _flag(self, td: Any, key: str) -> torch.Tensor:
-        if key not in td.keys():
+        if key not in td.keys():  # noqa: SIM118 (a TensorDict)
             return torch.zeros(self.num_envs, dtype=torch.bool, device=td.device)
         return self._batched(td[key]).reshape(self.num_envs)
 
     # ------------------------------------------------------------------ gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Resets every env, or those in ``options["reset_mask"]`` (torchrl's ``"_reset"``).
 
         Raises:
@@ -137,7 +137,9 @@ class TorchRLVectorEnv(gymnasium.vector.VectorEnv):
         else:
             if self.root is None:
                 raise ValueError("reset_mask: a partial reset needs a full reset() first")
-            self.root = self._partial_reset(torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask))
+            self.root = self._partial_reset(
+                mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
+            )
         return self._obs(self.root), {}
 
     def _partial_reset(self, mask: torch.Tensor) -> Any:
