@@ -47,6 +47,27 @@ def brax_pendulum(episode_length: int, auto_reset: bool):
     return envs.create("inverted_pendulum", episode_length=episode_length, auto_reset=False)
 
 
+def dict_obs(env):
+    """The env with dict observations, as Playground's locomotion envs give (``state``, ``privileged_state``).
+
+    A Brax ``Wrapper`` over the real env that only splits its observation: no
+    Playground dict-obs env compiles in reasonable time on a CPU.
+    """
+    from brax.envs.base import Wrapper
+
+    class DictObs(Wrapper):
+        def _split(self, state):
+            return state.replace(obs={"state": state.obs[..., :2], "privileged_state": state.obs})
+
+        def reset(self, rng):
+            return self._split(self.env.reset(rng))
+
+        def step(self, state, action):
+            return self._split(self.env.step(state.replace(obs=state.obs["privileged_state"]), action))
+
+    return DictObs(env)
+
+
 def np_tree(x):
     """A jax array (or dict of them) as CPU torch tensors, through numpy (a copy)."""
     if isinstance(x, dict):
@@ -85,8 +106,10 @@ def record(env, n_envs, n_steps, seed, batched=False):
                 ends=bool(done[e]),
             )  # fmt: skip
         if not venv.env_resets:  # where no episode ended, the adapter's state is the env's own step
-            live = np_tree(venv.state.obs)[~done]
-            run.bad += not torch.equal(live, r_next[~done])
+            live, want = np_tree(venv.state.obs), r_next
+            if isinstance(live, dict):
+                live, want = live["privileged_state"], want["privileged_state"]
+            run.bad += not torch.equal(live[~done], want[~done])
         if t % 97 == 0:  # a partial reset cuts a running episode
             run.truth[0].cut()
             envs.reset(options={"reset_mask": np.arange(n_envs) == 0})
@@ -120,6 +143,15 @@ def test_brax_inverted_pendulum_true_final_obs(recwarn):
     run.report("Brax inverted_pendulum (own resets)")
     check(run, 130, 8)
     assert not any("final observations" in str(w.message) for w in recwarn)
+
+
+def test_brax_dict_observations():
+    """Dict ``state.obs``: recorded as a TensorDict, final observations included."""
+    env = dict_obs(brax_pendulum(episode_length=6, auto_reset=False))
+    run, venv = record(env, n_envs=8, n_steps=130, seed=3)
+    assert set(venv.single_observation_space.spaces) == {"state", "privileged_state"}
+    run.report("Brax inverted_pendulum, dict obs (own resets)")
+    check(run, 130, 8)
 
 
 def test_brax_auto_reset_wrapper_final_obs_unknown():
