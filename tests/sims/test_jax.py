@@ -193,6 +193,8 @@ def test_outputs_share_the_jax_buffers():
 def test_bad_actions_name_the_field():
     env = brax_pendulum(episode_length=30, auto_reset=False)
     venv = JaxVectorEnv(env, 2)
+    assert venv.single_observation_space.shape == (4,)  # known before the first reset (jax.eval_shape)
+    assert venv.observation_space.shape == (2, 4) and venv.action_space.shape == (2, 1)
     with pytest.raises(RuntimeError, match="reset"):
         venv.step(torch.zeros(2, 1))
     venv.reset(seed=0)

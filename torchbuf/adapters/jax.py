@@ -140,8 +140,9 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         self.closed = False
         self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, (int(env.action_size),), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.single_observation_space: gymnasium.spaces.Space = None  # type: ignore[assignment]
-        self.observation_space: gymnasium.spaces.Space = None  # type: ignore[assignment]
+        shapes = jax.eval_shape(reset, jax.random.split(self._key, num_envs))  # traced, not compiled
+        self.single_observation_space = _space(shapes.obs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
 
     def _keys(self) -> Any:
         import jax
@@ -171,8 +172,6 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         mask = (options or {}).get("reset_mask")
         if mask is None:
             self.state = self._reset(self._keys())
-            self.single_observation_space = _space(self.state.obs)
-            self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         else:
             if self.state is None:
                 raise ValueError("reset_mask: a partial reset needs a full reset() first")
