@@ -29,7 +29,8 @@ $(COMPAT)/.ok: pyproject.toml
 	$(CPY) -m pip install -q -e ".[test,imitation]" "gymnasium==0.29.1" "stable-baselines3==2.2.1"
 	touch $@
 
-# The real simulators (ManiSkill3 on its CPU backend, torchrl 0.14): tests/sims/requirements.txt
+# The real simulators (ManiSkill3 on its CPU backend, MuJoCo Playground and Brax on jax's CPU
+# backend, torchrl 0.14): tests/sims/requirements.txt
 # lists them; install_vulkan.sh brings the Vulkan driver ManiSkill needs where the machine allows.
 $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 	bash tests/sims/install_vulkan.sh
