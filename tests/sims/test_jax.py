@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-jax = pytest.importorskip("jax", reason="needs jax (a venv with playground 0.2 and brax 0.14, see tests/sims/requirements.txt)")
+jax = pytest.importorskip("jax", reason="needs jax, playground and brax (tests/sims/requirements.txt)")
 import jax.numpy as jnp  # noqa: E402
 
 from tests.sims.groundtruth import Run  # noqa: E402
