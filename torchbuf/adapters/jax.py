@@ -110,9 +110,12 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         ValueError: ``num_envs`` is not positive.
 
     Examples:
+        Needs brax and jax, so it is not run by the doctests:
+
         >>> from brax import envs  # doctest: +SKIP
-        >>> venv = JaxVectorEnv(envs.create("inverted_pendulum", episode_length=50, auto_reset=False), 8)
-        >>> recorder = VectorBufferingWrapper(venv)
+        >>> from torchbuf import VectorBufferingWrapper  # doctest: +SKIP
+        >>> env = envs.create("inverted_pendulum", episode_length=50, auto_reset=False)  # doctest: +SKIP
+        >>> recorder = VectorBufferingWrapper(JaxVectorEnv(env, 8))  # doctest: +SKIP
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": SAME_STEP, "render_modes": []}

@@ -76,9 +76,12 @@ class TorchRLVectorEnv(gymnasium.vector.VectorEnv):
         ValueError: the env has more than one batch dimension.
 
     Examples:
+        Needs torchrl (the ``torchrl`` extra), so it is not run by the doctests:
+
         >>> from torchrl.envs import GymEnv, SerialEnv  # doctest: +SKIP
-        >>> venv = TorchRLVectorEnv(SerialEnv(4, lambda: GymEnv("CartPole-v1")))
-        >>> recorder = VectorBufferingWrapper(venv)
+        >>> from torchbuf import VectorBufferingWrapper  # doctest: +SKIP
+        >>> venv = TorchRLVectorEnv(SerialEnv(4, lambda: GymEnv("CartPole-v1")))  # doctest: +SKIP
+        >>> recorder = VectorBufferingWrapper(venv)  # doctest: +SKIP
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": SAME_STEP, "render_modes": []}
