@@ -128,7 +128,7 @@ test-robomimic: $(ROBOMIMIC)/.ok
 	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
-# The bench extra adds matplotlib and a torchrl whose pins fit the installed torch/tensordict.
+# The bench extra adds matplotlib and torchrl 0.14 (the latest; it brings tensordict 0.14).
 BENCH_QUICK_OUT ?= $(COMPAT)/bench-quick
 
 $(COMPAT)/.bench-ok: $(COMPAT)/.ok pyproject.toml
