@@ -11,7 +11,7 @@ CPY := $(COMPAT)/bin/python
 SPY := $(SIMS)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat test-sims test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick clean
+.PHONY: test lint typecheck test-main test-compat test-sims test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick bench-tensor gpu-wheels gpu-check clean
 
 test: lint typecheck test-main test-compat
 
@@ -79,7 +79,7 @@ docs: $(VENV)/.docs-ok
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(SIMS) $(LEROBOT) $(ROBOMIMIC) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(SIMS) $(LEROBOT) $(ROBOMIMIC) .gpu-site .whl .pytest_cache .mypy_cache .ruff_cache
 
 # The formats read back by their tools' own readers, each in its own venv.
 # $(call new-venv,DIR): a fresh venv at DIR with pip upgraded and $(TORCH) installed first.
@@ -141,6 +141,35 @@ bench: $(COMPAT)/.bench-ok
 bench-quick: $(COMPAT)/.bench-ok
 	$(CPY) -m benchmarks.run --quick --out $(BENCH_QUICK_OUT)
 	$(CPY) -m benchmarks.io_bench --quick --out $(BENCH_QUICK_OUT)
+	$(CPY) -m benchmarks.tensor_path --quick --out $(BENCH_QUICK_OUT)
+
+# What recording adds to a torch env's step against a raw (T, N) copy_ floor: docs/tensor_path.md.
+bench-tensor: $(VENV)/.ok
+	$(PY) -m benchmarks.tensor_path --out docs
+
+# The CUDA checks, on a machine with a CUDA GPU whose python3 holds a CUDA torch (no venv is
+# built there: the CPU torch of the venvs has no CUDA). gpu-wheels, run where pip reaches an
+# index, fetches torchbuf's other (pure-Python) dependencies into .whl/ for a machine that
+# cannot; gpu-check installs them into .gpu-site/, runs the device tests (CUDA cases under
+# torch.cuda.set_sync_debug_mode("error")) and the tensor-path benchmark at 4,096 and 65,536
+# envs: docs/tensor_path_cuda.md. A dry run on the CPU: make gpu-check GPU_PY=.venv/bin/python
+# GPU_DEVICE=cpu GPU_OUT=/tmp/gpu-check (the CUDA cases skip, saying so).
+GPU_PY ?= python3
+GPU_DEVICE ?= cuda
+GPU_OUT ?= docs
+GPU_WHEELS := tensordict==0.15.3 pyvers==0.2.3 gymnasium==1.4.0 farama-notifications==0.0.6 \
+	stable-baselines3==2.9.2
+
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 -d .whl $(GPU_WHEELS)
+
+gpu-check:
+	$(GPU_PY) -m pip install -q --no-index --no-deps --upgrade --target .gpu-site .whl/*.whl
+	PYTHONPATH=.gpu-site:. timeout 300 $(GPU_PY) -m pytest -p no:xdist -p no:cacheprovider -q -rs \
+		tests/test_device_loops.py tests/test_envs.py tests/test_ppo.py
+	PYTHONPATH=.gpu-site:. timeout 180 $(GPU_PY) -m benchmarks.tensor_path --device $(GPU_DEVICE) \
+		--n-envs 4096 65536 --out $(GPU_OUT)
 
 # Save/load throughput (torchbuf.io, torch.save, imitation's serialize): docs/io_benchmarks.md.
 bench-io: $(COMPAT)/.ok

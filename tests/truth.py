@@ -150,7 +150,7 @@ def _rows(obs, acts, next_obs, rews, terminated, truncated, infos) -> list[tuple
             float(rews[i]),
             bool(terminated[i]),
             bool(truncated[i]),
-            infos[i],
+            {} if infos is None else infos[i],  # keep_infos=False pops no infos
         )
         for i in range(len(rews))
     ]
