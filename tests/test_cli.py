@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -46,6 +47,11 @@ def test_demo_flags_choose_env_backend_device(tmp_path, capsys):
         (["--bc-epochs", "two"], "argument --bc-epochs: invalid _non_negative value: 'two'"),
         (["--device", "tpu9"], "argument --device: 'tpu9' is not a torch device"),
         (["--seeds"], "argument --seeds: expected at least one argument"),
+        (["--episode-steps", "40"], "episode_steps=40: CartPole-v1 has its own episode length"),
+        (
+            ["--env", "mjlab:Mjlab-Cartpole-Balance", "--backend", "sb3"],
+            "backend='sb3': mjlab:Mjlab-Cartpole-Balance runs on the torch backend only",
+        ),
         (
             ["--gail-steps", "100", "--n-envs", "2"],
             "gail_steps=100 is less than one GAIL round (2 envs x 64 steps)",
@@ -70,3 +76,29 @@ def test_no_command_is_an_error(capsys):
     with pytest.raises(SystemExit):
         main([])
     assert "required: command" in capsys.readouterr().err
+
+
+def test_mjlab_env_without_mjlab_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mjlab", None)  # import mjlab fails, installed or not
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--env", "mjlab:Mjlab-Cartpole-Balance", "--no-progress"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--env mjlab:Mjlab-Cartpole-Balance: the mjlab envs need mjlab" in err
+    assert "pip install mjlab==1.6.0" in err
+
+
+def test_mjlab_env_flags_reach_the_job(monkeypatch):
+    seen = []
+
+    def stop(config, progress):
+        seen.append(config)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("torchbuf.app.cli.require_simulator", lambda env_id: None)  # mjlab or not
+    monkeypatch.setattr("torchbuf.app.demo.run_job", stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(["demo", "--env", "mjlab:Mjlab-Cartpole-Balance", "--episode-steps", "40", "--no-progress"])
+    (config,) = seen
+    assert config.sim and config.episode_steps == 40 and config.rollout_envs == 16
+    assert (config.b.expert_episodes, config.b.eval_episodes, config.gail_steps) == (16, 16, 0)

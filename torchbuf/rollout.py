@@ -13,7 +13,7 @@ a gymnasium vector env, numpy or torch-native (wrapped in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -267,7 +267,7 @@ def _sb3_action_fn(policy: BaseAlgorithm | BasePolicy, env: Any, deterministic: 
         nonlocal state
         if _is_tensor_obs(obs):
             net = policy.policy if isinstance(policy, BaseAlgorithm) else policy
-            return _predict_on_device(net, obs, deterministic)
+            return _predict_on_device(net, obs_to_tensors(obs, env.num_envs, env.device), deterministic)
         episode_start = None if dones is None else np.asarray(dones)
         acts, state = policy.predict(obs, state, episode_start, deterministic)
         return acts
@@ -295,13 +295,23 @@ def _predict_on_device(policy: BasePolicy, obs: Obs, deterministic: bool) -> tor
 
 
 def _is_tensor_obs(obs: Any) -> bool:
+    """Tensors, a TensorDict, or a dict of them (Isaac Lab's and mjlab's observation groups)."""
+    if isinstance(obs, Mapping) and not isinstance(obs, TensorDictBase):
+        return bool(obs) and all(_is_tensor_obs(v) for v in obs.values())
     return isinstance(obs, torch.Tensor | TensorDictBase)
+
+
+def _obs_device(obs: Any) -> torch.device | None:
+    """The device of tensor observations (of a dict's first tensor)."""
+    if isinstance(obs, Mapping) and not isinstance(obs, TensorDictBase):
+        return _obs_device(next(iter(obs.values())))
+    return obs.device  # type: ignore[no-any-return]
 
 
 def _like_obs(acts: Any, obs: Any, device: torch.device) -> Any:
     """Actions in the env's kind: tensors for a tensor env, numpy for a numpy one."""
     if _is_tensor_obs(obs):
-        target = obs.device if obs.device is not None else device
+        target = _obs_device(obs) or device
         return acts.to(target) if isinstance(acts, torch.Tensor) else torch.as_tensor(acts, device=target)
     if isinstance(acts, torch.Tensor):
         return acts.detach().cpu().numpy()

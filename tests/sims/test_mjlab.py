@@ -29,6 +29,7 @@ from mjlab.tasks.registry import load_env_cfg  # noqa: E402
 from torchbuf import VectorBufferingWrapper  # noqa: E402
 from torchbuf.adapters.detect import detect_api  # noqa: E402
 from torchbuf.adapters.gymnasium import Autoreset  # noqa: E402
+from torchbuf.rollout import generate_trajectories, make_sample_until  # noqa: E402
 
 N_ENVS, N_STEPS = 4, 300
 POPS = ("transitions", "trajectories", "finished")
@@ -248,3 +249,18 @@ def test_mismatches_are_counted():
         assert mismatches([dict(got[0], **{key: value})], want) == 1
     assert mismatches([dict(got[0], obs={"actor": torch.zeros(2)})], want) == 1
     assert mismatches(got + got, want) == 1
+
+
+def test_generate_trajectories_steps_the_env_with_tensors():
+    """The env's observations are a dict of tensor groups: a callable policy's actions reach it as tensors."""
+    envs = VectorBufferingWrapper(make_env(auto_reset=True))
+    seen = []
+
+    def policy(obs: Any) -> torch.Tensor:
+        seen.append(obs)
+        return torch.zeros(N_ENVS, 1)
+
+    with pytest.warns(UserWarning, match="no final observations"):
+        trajs = generate_trajectories(policy, envs, make_sample_until(min_episodes=N_ENVS), seed=0)
+    assert len(trajs) == N_ENVS and all(len(t) == 20 and bool(t.truncated[-1]) for t in trajs)
+    assert len(seen) == 20 and set(seen[0].keys()) == {"actor", "critic"}

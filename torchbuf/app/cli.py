@@ -5,6 +5,10 @@ recorded through torchbuf, behaviour cloning, GAIL, and an evaluation of expert,
 BC, GAIL and random policies; it prints the results table and writes
 ``results.json``, ``results.md`` and ``learning_curves.png`` into ``--out``.
 Budgets set to 0 skip a stage (``--bc-epochs 0``, ``--gail-steps 0``).
+
+``--env mjlab:Mjlab-Cartpole-Balance`` runs the same job on mjlab's cartpole (a real
+simulator, installed apart: ``pip install mjlab==1.6.0``) with an LQR expert;
+``--episode-steps`` shortens its episodes (default: the task's 1000 steps).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torchbuf.app.config import (
     JobConfig,
     default_device,
 )
+from torchbuf.app.sim import SIM_ENV_IDS, require_simulator
 
 __all__ = ["main"]
 
@@ -58,7 +63,12 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--env", choices=ENV_IDS, default="CartPole-v1")
+    demo.add_argument(
+        "--env",
+        choices=ENV_IDS + SIM_ENV_IDS,
+        default="CartPole-v1",
+        help="an embedded env, or an mjlab task (needs mjlab installed) (default: CartPole-v1)",
+    )
     demo.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -71,6 +81,12 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
         type=_positive,
         default=None,
         help=f"envs stepped together (default: {DEFAULT_N_ENVS}, and the GAIL preset's for GAIL)",
+    )
+    demo.add_argument(
+        "--episode-steps",
+        type=_positive,
+        default=None,
+        help="an mjlab task's episode length in env steps (default: the task's own)",
     )
     demo.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full run per seed (default: 0)")
     budgets = ", ".join(f"{k}: {dataclasses.asdict(v)}" for k, v in DEFAULT_BUDGETS.items())
@@ -104,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         n_envs=args.n_envs,
         seeds=tuple(args.seeds),
         budgets=dataclasses.replace(DEFAULT_BUDGETS[args.env], **overrides),
+        episode_steps=args.episode_steps,
     )
 
 
@@ -131,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         config = config_from_args(args)
-    except ValueError as err:  # budgets that only make sense together, e.g. GAIL's rounds
+        require_simulator(config.env_id)
+    except (ValueError, ModuleNotFoundError) as err:  # e.g. GAIL's rounds, or mjlab missing
         sub.choices["demo"].error(str(err))
     result = run_job(config, progress=not args.no_progress).to_dict()
     files = write_outputs(result, args.out)

@@ -1,5 +1,9 @@
 """The main job's configuration: the envs it knows, its backends, and each stage's budget.
 
+Besides the embedded envs (:data:`ENV_IDS`) the job runs the simulator tasks of
+:mod:`torchbuf.app.sim` (:data:`~torchbuf.app.sim.SIM_ENV_IDS`, e.g.
+``"mjlab:Mjlab-Cartpole-Balance"``) on the torch backend.
+
 :mod:`torchbuf.app.pipeline` runs the stages a :class:`JobConfig` describes.
 """
 
@@ -11,6 +15,7 @@ from typing import Any
 
 import torch
 
+from torchbuf.app.sim import SIM_ENV_IDS, is_sim
 from torchbuf.data.types import Obs
 from torchbuf.envs import TorchCartPole, TorchPendulum, TorchVectorEnv
 from torchbuf.learners.presets import GAIL_PRESETS, GAILPreset
@@ -20,6 +25,7 @@ __all__ = [
     "DEFAULT_BUDGETS",
     "DEFAULT_N_ENVS",
     "ENV_IDS",
+    "SIM_N_ENVS",
     "TORCH_ENVS",
     "Budgets",
     "JobConfig",
@@ -67,13 +73,18 @@ class Budgets:
 DEFAULT_BUDGETS = {
     "CartPole-v1": Budgets(),
     "Pendulum-v1": Budgets(bc_epochs=200),
+    **{env_id: Budgets(expert_episodes=16, bc_epochs=10, eval_episodes=16) for env_id in SIM_ENV_IDS},
 }
-"""Default budgets per env (Pendulum's episodes are 200 steps, CartPole's expert's 500)."""
+"""Default budgets per env (Pendulum's episodes are 200 steps, CartPole's expert's 500,
+mjlab's cartpole's 1000)."""
 
 _SB3_PPO_N_STEPS = 2048  # SB3 PPO's default n_steps, where a preset does not set it
 
 DEFAULT_N_ENVS = 8
 """Envs of the recording and the evaluations unless ``n_envs`` is given."""
+
+SIM_N_ENVS = 16
+"""The same for a simulator task (on the CPU its step costs about the same for 8 or 64 envs)."""
 
 
 def default_device() -> str:
@@ -86,19 +97,22 @@ class JobConfig:
     """What the main job runs.
 
     Args:
-        env_id: One of :data:`ENV_IDS`.
-        backend: One of :data:`BACKENDS`.
+        env_id: One of :data:`ENV_IDS` or :data:`~torchbuf.app.sim.SIM_ENV_IDS`.
+        backend: One of :data:`BACKENDS` (a simulator task: ``"torch"``).
         device: Where storage, learners and (torch backend) the envs live;
             default :func:`default_device`.
         n_envs: Envs stepped together in every stage; default
-            :data:`DEFAULT_N_ENVS` for the recording and the evaluations, the GAIL
-            preset's for GAIL.
+            :data:`DEFAULT_N_ENVS` (:data:`SIM_N_ENVS` for a simulator task) for the
+            recording and the evaluations, the GAIL preset's for GAIL.
         seeds: One full run (record, BC, GAIL, evaluation) per seed.
         budgets: Stage budgets; default ``DEFAULT_BUDGETS[env_id]``. A
             ``gail_steps`` of ``None`` becomes the preset's (0 without a preset).
+        episode_steps: A simulator task's episode length in env steps; default
+            the task's own (``None``; the embedded envs have theirs).
 
     Raises:
-        ValueError: an unknown env or backend, no seeds, a budget out of range,
+        ValueError: an unknown env or backend, a simulator task on the sb3
+            backend, ``episode_steps`` for an embedded env, no seeds, a budget out of range,
             GAIL steps for an env and backend without a GAIL preset, or fewer GAIL
             steps than one round (the message names the field).
     """
@@ -109,12 +123,10 @@ class JobConfig:
     n_envs: int | None = None
     seeds: tuple[int, ...] = (0,)
     budgets: Budgets | None = None
+    episode_steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.env_id not in ENV_IDS:
-            raise ValueError(f"env_id={self.env_id!r} is not one of {ENV_IDS}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        self._check_env()
         if self.n_envs is not None and self.n_envs < 1:
             raise ValueError(f"n_envs={self.n_envs} must be positive")
         if not self.seeds:
@@ -136,6 +148,23 @@ class JobConfig:
                 f"gail_steps={self.gail_steps} is less than one GAIL round "
                 f"({self.gail_envs} envs x {self.gail_round_steps // self.gail_envs} steps)"
             )
+
+    def _check_env(self) -> None:
+        if self.env_id not in ENV_IDS + SIM_ENV_IDS:
+            raise ValueError(f"env_id={self.env_id!r} is not one of {ENV_IDS + SIM_ENV_IDS}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        if self.sim and self.backend != "torch":
+            raise ValueError(f"backend={self.backend!r}: {self.env_id} runs on the torch backend only")
+        if self.episode_steps is not None and not self.sim:
+            raise ValueError(f"episode_steps={self.episode_steps}: {self.env_id} has its own episode length")
+        if self.episode_steps is not None and self.episode_steps < 1:
+            raise ValueError(f"episode_steps={self.episode_steps} must be positive")
+
+    @property
+    def sim(self) -> bool:
+        """Whether the env is a simulator task (:mod:`torchbuf.app.sim`)."""
+        return is_sim(self.env_id)
 
     @property
     def b(self) -> Budgets:
@@ -163,7 +192,7 @@ class JobConfig:
     @property
     def rollout_envs(self) -> int:
         """Envs of the recording and the evaluations."""
-        return self.n_envs or DEFAULT_N_ENVS
+        return self.n_envs or (SIM_N_ENVS if self.sim else DEFAULT_N_ENVS)
 
     @property
     def gail_envs(self) -> int:

@@ -10,7 +10,10 @@ Two backends give the same stages: ``"torch"`` runs the torch-native envs
 (:class:`~torchbuf.envs.TorchCartPole`, :class:`~torchbuf.envs.TorchPendulum`) through
 :class:`~torchbuf.VectorBufferingWrapper` with torchbuf's PPO as GAIL's generator;
 ``"sb3"`` runs gymnasium envs in an SB3 ``DummyVecEnv`` through
-:class:`~torchbuf.BufferingWrapper` with SB3's PPO.
+:class:`~torchbuf.BufferingWrapper` with SB3's PPO. A simulator task
+(:mod:`torchbuf.app.sim`, e.g. ``"mjlab:Mjlab-Cartpole-Balance"``) runs the
+simulator's own env through :class:`~torchbuf.VectorBufferingWrapper`, on the torch
+backend.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm import tqdm
 
+from torchbuf.app import sim
 from torchbuf.app.config import (
     TORCH_ENVS,
     JobConfig,
@@ -42,6 +46,7 @@ from torchbuf.learners.presets import GAILPreset
 from torchbuf.loader import TransitionLoader
 from torchbuf.rollout import SampleUntil, generate_trajectories, make_sample_until, rollout_stats
 from torchbuf.wrappers.sb3 import BufferingWrapper
+from torchbuf.wrappers.vector import VectorBufferingWrapper
 
 __all__ = [
     "BCRun",
@@ -59,8 +64,10 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ envs and policies
-def make_venv(config: JobConfig, seed: int, n_envs: int | None = None) -> TorchVectorEnv | VecEnv:
-    """A fresh vector env of the config's backend (not yet wrapped, not yet reset).
+def make_venv(
+    config: JobConfig, seed: int, n_envs: int | None = None
+) -> TorchVectorEnv | VecEnv | VectorBufferingWrapper:
+    """A fresh vector env of the config's backend (not yet reset; a simulator's already wrapped).
 
     Args:
         config: The job.
@@ -68,9 +75,13 @@ def make_venv(config: JobConfig, seed: int, n_envs: int | None = None) -> TorchV
         n_envs: Envs; default ``config.rollout_envs``.
 
     Returns:
-        A torch-native vector env on ``config.device``, or an SB3 ``DummyVecEnv``.
+        A torch-native vector env on ``config.device``, an SB3 ``DummyVecEnv``, or
+        a simulator's env in a ``VectorBufferingWrapper``
+        (:func:`torchbuf.app.sim.make_sim_env`).
     """
     n = n_envs or config.rollout_envs
+    if config.sim:
+        return sim.make_sim_env(config.env_id, n, config.device, config.episode_steps)
     if config.backend == "torch":
         return TORCH_ENVS[config.env_id](n, device=config.device, seed=seed)
     return DummyVecEnv([functools.partial(gym.make, config.env_id)] * n)
@@ -148,6 +159,7 @@ def _rollouts(
         rng=np.random.default_rng(seed),
     )
     seconds = _synced_seconds(start, config.device)
+    venv.close()
     return trajs, counted.env_steps, seconds
 
 
@@ -255,7 +267,7 @@ def record_expert(config: JobConfig, seed: int, bar: tqdm | None = None) -> Reco
         The recording.
     """
     n = config.b.expert_episodes
-    trajs, env_steps, seconds = _rollouts(EXPERTS[config.env_id], config, seed, n, bar)
+    trajs, env_steps, seconds = _rollouts(expert_policy(config.env_id), config, seed, n, bar)
     return Recording(trajs[:n], rollout_stats(trajs[:n]), env_steps, seconds)
 
 
@@ -277,9 +289,9 @@ def train_bc(
         The trained learner and its per-epoch losses.
     """
     b = config.b
-    obs_space, act_space = env_spaces(config.env_id)
     torch.manual_seed(seed)
-    bc = BC(mlp_policy(obs_space, act_space).to(config.device), optimizer_kwargs={"lr": b.bc_lr})
+    policy = sim.sim_bc_policy(config.env_id, trajs) if config.sim else mlp_policy(*env_spaces(config.env_id))
+    bc = BC(policy.to(config.device), optimizer_kwargs={"lr": b.bc_lr})
     batch_size = min(b.bc_batch_size, sum(len(t) for t in trajs))
     loader = TransitionLoader(trajs, batch_size, seed=seed, device=config.device, keys=("obs", "acts"))
     start = time.perf_counter()
@@ -380,9 +392,11 @@ EVAL_SEED_OFFSET = 10_000
 
 def expert_policy(env_id: str) -> Policy:
     """The scripted expert of ``env_id``."""
-    return EXPERTS[env_id]
+    return sim.sim_expert(env_id) if sim.is_sim(env_id) else EXPERTS[env_id]
 
 
 def random_policy_for(config: JobConfig, seed: int) -> Policy:
     """Random actions for the config's env."""
+    if config.sim:
+        return sim.sim_random_policy(config.env_id, seed)
     return random_policy(env_spaces(config.env_id)[1], config.rollout_envs, seed)

@@ -3,7 +3,8 @@
 :func:`mlp_policy` builds the network that :class:`torchbuf.learners.BC` trains in
 the main job: for a ``Discrete`` action space it returns logits (BC reads them as a
 ``Categorical``), for a ``Box`` action space a :class:`GaussianMLP` that returns an
-``Independent(Normal)`` distribution whose mode is its mean.
+``Independent(Normal)`` distribution whose mode is its mean. :class:`GroupPolicy` runs
+one of them on one group of a dict observation (an Isaac Lab / mjlab ``"actor"`` group).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 import torch
+from tensordict import TensorDictBase
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-__all__ = ["GaussianMLP", "mlp", "mlp_policy"]
+__all__ = ["GaussianMLP", "GroupPolicy", "mlp", "mlp_policy"]
 
 
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64)) -> nn.Sequential:
@@ -100,3 +102,27 @@ def mlp_policy(
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianMLP(obs_dim, int(np.prod(action_space.shape)), hidden)
     raise ValueError(f"action_space must be Discrete or a flat Box, got {action_space}")
+
+
+class GroupPolicy(nn.Module):
+    """A policy that reads one group of a dict observation.
+
+    Args:
+        group: The key of the group (e.g. ``"actor"``).
+        policy: The module run on that group's tensor.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> policy = GroupPolicy("actor", GaussianMLP(5, 1))
+        >>> obs = TensorDict({"actor": torch.zeros(3, 5), "critic": torch.zeros(3, 7)}, batch_size=[3])
+        >>> policy(obs).mode.shape
+        torch.Size([3, 1])
+    """
+
+    def __init__(self, group: str, policy: nn.Module):
+        super().__init__()
+        self.group, self.policy = group, policy
+
+    def forward(self, obs: TensorDictBase) -> Distribution:
+        """The inner policy's output for ``obs[group]``."""
+        return self.policy(obs[self.group])  # type: ignore[no-any-return]
