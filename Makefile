@@ -40,8 +40,10 @@ $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 	$(SPY) -m pip install -q -r tests/sims/requirements.txt -e ".[test,maniskill]" "$(TORCH)"
 	touch $@
 
+# Each of these venvs also runs the docs' examples (tests/test_docs_examples.py): the blocks
+# that need its packages run there, the others skip or run as in make test.
 test-sims: $(SIMS)/.ok
-	$(SPY) -m pytest -p no:xdist -q tests/sims $(PYTEST_ARGS)
+	$(SPY) -m pytest -p no:xdist -q tests/sims tests/test_docs_examples.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.ok
 	$(VENV)/bin/ruff check .
@@ -104,7 +106,8 @@ $(LEROBOT)/.ok: pyproject.toml
 	touch $@
 
 test-lerobot: $(LEROBOT)/.ok
-	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py
+	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py \
+		tests/test_docs_examples.py  # tests/lerobot first: its conftest lets lerobot import
 
 # Export throughput against lerobot's own writer and a plain h5py loop: docs/export_benchmarks.md.
 bench-export: $(LEROBOT)/.ok
@@ -125,7 +128,7 @@ $(ROBOMIMIC)/.ok: pyproject.toml
 	touch $@
 
 test-robomimic: $(ROBOMIMIC)/.ok
-	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py
+	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py tests/test_docs_examples.py
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
 # The bench extra adds matplotlib and torchrl 0.14 (the latest; it brings tensordict 0.14).
