@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -86,30 +87,61 @@ def drive(env: Any, acts: torch.Tensor) -> None:
         env.step(act)
 
 
-Setup = tuple[Any, Callable[[], None]]
-"""A recorder ready to run: the env to drive, and what finishes its files after the last step."""
+class Clocked(gym.Wrapper):
+    """The env ``gym.make`` returned, counting the process's CPU seconds spent in it (the simulator's)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.cpu = 0.0
+
+    def _clock(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.cpu += time.process_time() - start
+
+    def step(self, action: Any) -> Any:
+        return self._clock(self.env.step, action)
+
+    def reset(self, **kwargs: Any) -> Any:
+        return self._clock(self.env.reset, **kwargs)
+
+    def close(self) -> None:
+        self._clock(self.env.close)
+
+
+Setup = tuple[Any, Callable[[], None], Clocked]
+"""A recorder ready to run: the env to drive, what finishes its files after the last step, the simulator."""
 
 
 def floor(folder: Path) -> Setup:
     """The env alone: records nothing, closes."""
-    env = vector_env(make_cpu_env(EPISODE))
-    return env, env.close
+    sim = Clocked(make_cpu_env(EPISODE))
+    env = vector_env(sim)
+    return env, env.close, sim
 
 
 def record_episode(folder: Path) -> Setup:
     """ManiSkill's ``RecordEpisode`` under the vector env (as ManiSkill's own examples wrap it)."""
     from mani_skill.utils.wrappers.record import RecordEpisode
 
+    sim = Clocked(make_cpu_env(EPISODE))
     recorder = RecordEpisode(
-        make_cpu_env(EPISODE), str(folder), trajectory_name="own", save_video=False, record_env_state=False
+        sim, str(folder), trajectory_name="own", save_video=False, record_env_state=False
     )
     env = vector_env(recorder)
-    return env, env.close  # close() flushes the partial episode, prunes and closes the .h5, writes the .json
+    return (
+        env,
+        env.close,
+        sim,
+    )  # close() flushes the partial episode, prunes and closes the .h5, writes the .json
 
 
 def torchbuf_recorder(folder: Path) -> Setup:
     """torchbuf's wrapper over the vector env; one pop and ``save_maniskill`` after the last step."""
-    env = VectorBufferingWrapper(vector_env(make_cpu_env(EPISODE)))
+    sim = Clocked(make_cpu_env(EPISODE))
+    env = VectorBufferingWrapper(vector_env(sim))
     spec = env.unwrapped.spec
     env_info = {"env_id": spec.id, "env_kwargs": spec.kwargs, "max_episode_steps": spec.max_episode_steps}
 
@@ -120,24 +152,24 @@ def torchbuf_recorder(folder: Path) -> Setup:
         )
         env.close()
 
-    return env, finish
+    return env, finish, sim
 
 
 SETUPS: dict[str, Callable[[Path], Setup]] = dict(zip(RECORDERS, (floor, record_episode, torchbuf_recorder)))
-Times = tuple[float, float, float]
-"""One run's seconds: wall, CPU (the process's), and the wall time after the last step."""
+Times = tuple[float, float, float, float]
+"""One run's seconds: wall, CPU (the process's), the wall time after the last step, the simulator's CPU."""
 
 
 def timed(name: str, acts: torch.Tensor, folder: Path) -> Times:
     """The seconds of one run of ``name`` into ``folder``; making its env is not timed."""
     folder.mkdir(parents=True)
-    env, finish = SETUPS[name](folder)
+    env, finish, sim = SETUPS[name](folder)
     wall, cpu = time.perf_counter(), time.process_time()
     drive(env, acts)
     stepped = time.perf_counter()
     finish()
     end = time.perf_counter()
-    return end - wall, time.process_time() - cpu, end - stepped
+    return end - wall, time.process_time() - cpu, end - stepped, sim.cpu
 
 
 def rounds(acts: torch.Tensor, root: Path, reps: int) -> tuple[dict[str, list[Times]], Path]:
@@ -217,15 +249,16 @@ def _compare_groups(mine: Any, own: Any) -> tuple[int, list[str]]:
 
 # ----------------------------------------------------------------------------- report
 def summarize(times: dict[str, list[Times]], steps: int) -> list[dict[str, Any]]:
-    """One row per recorder: medians, transitions/s, ratios and the cost over the env alone."""
+    """One row per recorder: medians, transitions/s, ratios and the CPU time outside the simulator."""
     wall = {name: statistics.median(t[0] for t in times[name]) for name in RECORDERS}
-    cpu = {name: statistics.median(t[1] for t in times[name]) for name in RECORDERS}
+    outside = {name: statistics.median(t[1] - t[3] for t in times[name]) for name in RECORDERS}
     floor_name = RECORDERS[0]
     return [
         dict(
             recorder=name,
             transitions=steps,
             ms=wall[name] * 1e3,
+            after_last_step_ms=statistics.median(t[2] for t in times[name]) * 1e3,
             transitions_per_s=steps / wall[name],
             transitions_per_s_range=[
                 steps / max(t[0] for t in times[name]),
@@ -233,12 +266,14 @@ def summarize(times: dict[str, list[Times]], steps: int) -> list[dict[str, Any]]
             ],
             vs_record_episode=wall[OWN] / wall[name] if name == TORCHBUF else None,
             vs_env_alone=wall[floor_name] / wall[name],
-            cpu_us_per_transition=cpu[name] / steps * 1e6,
-            after_last_step_ms=statistics.median(t[2] for t in times[name]) * 1e3,
-            cpu_us_over_env=(cpu[name] - cpu[floor_name]) / steps * 1e6 if name != floor_name else None,
+            cpu_us_outside_sim=outside[name] / steps * 1e6,
+            recording_cpu_us=(outside[name] - outside[floor_name]) / steps * 1e6
+            if name != floor_name
+            else None,
             wall_s=[t[0] for t in times[name]],
             cpu_s=[t[1] for t in times[name]],
             after_last_step_s=[t[2] for t in times[name]],
+            sim_cpu_s=[t[3] for t in times[name]],
         )
         for name in RECORDERS
     ]
@@ -256,21 +291,22 @@ def report(results: dict[str, Any]) -> str:
         f"{results['steps']} steps of the same seeded random actions per run ({c['episodes']} "
         f"episodes, cut at {EPISODE} steps), timed from `reset` to the files on disk "
         "and the env closed. The 1-minute load average was "
-        f"{m['load_avg_1min_at_start']:.1f} at the start (other jobs shared the cores), so the CPU time "
-        "of the process is given beside the wall time.",
+        f"{m['load_avg_1min_at_start']:.1f} at the start (other jobs shared the cores; the range "
+        "column shows how far the wall times varied), so the process's CPU time spent outside the "
+        "simulator is given beside them.",
         "",
-        "| recorder | transitions/s | range over the runs | ms | of which after the last step | "
-        "vs RecordEpisode | vs env alone | CPU µs / transition | CPU µs over the env |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| recorder | transitions/s | range over the runs | ms after the last step | vs RecordEpisode "
+        "| vs env alone | CPU µs / transition outside the simulator | recording's share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results["rows"]:
         ratio = "—" if r["vs_record_episode"] is None else f"{r['vs_record_episode']:.2f}x"
-        over = "—" if r["cpu_us_over_env"] is None else f"{r['cpu_us_over_env']:,.0f}"
+        share = "—" if r["recording_cpu_us"] is None else f"{r['recording_cpu_us']:,.0f}"
         low, high = r["transitions_per_s_range"]
         lines.append(
             f"| {r['recorder']} | {r['transitions_per_s']:,.0f} | {low:,.0f}–{high:,.0f} | "
-            f"{r['ms']:,.0f} | {r['after_last_step_ms']:,.0f} | {ratio} | "
-            f"{r['vs_env_alone']:.2f}x | {r['cpu_us_per_transition']:,.0f} | {over} |"
+            f"{r['after_last_step_ms']:,.0f} | {ratio} | "
+            f"{r['vs_env_alone']:.2f}x | {r['cpu_us_outside_sim']:,.0f} | {share} |"
         )
     lines += [
         "",
@@ -292,8 +328,10 @@ NOTES = [
     "The ratios are wall-time throughputs: the row's over `RecordEpisode`'s (above 1 is faster) and over "
     "the env alone (1 is free). *Of which after the last step* is the wall time from the last `step` "
     "returning to the end: closing the env in every row, and `RecordEpisode`'s last flush and closing "
-    "of its `.h5`, or torchbuf's pop and `save_maniskill`. The CPU cost over the env is the row's CPU time "
-    "minus the env alone's, per transition.",
+    "of its `.h5`, or torchbuf's pop and `save_maniskill`. *CPU µs outside the simulator* is the "
+    "process's CPU time minus the time spent in the env `gym.make` returned (its `reset`, `step` and "
+    "`close`), per transition: `ManiSkillVectorEnv`, the recorder and its file writes; the "
+    "*recording's share* is that minus the env alone's (medians over the runs).",
     "",
     "- **env alone (floor)**: `ManiSkillVectorEnv` over the env, stepped and closed; nothing recorded.",
     "- **ManiSkill RecordEpisode**: `RecordEpisode(env, save_video=False, record_env_state=False)` under "
