@@ -23,10 +23,12 @@ Each timed block runs from ``reset(seed=0)`` through every step to the files on 
 ``close()`` (which ``RecordEpisode`` needs to finish its files; the other two close the
 same env); making the env is not timed. The three alternate, one warm-up round and then
 ``--reps`` rounds, each with a fresh env; the median is reported, as wall time and as the
-process's CPU time (the cores may be shared). After the last round, torchbuf's file is read
-back with ManiSkill's own ``ManiSkillTrajectoryDataset`` and compared with the actions fed
-and with the file ``RecordEpisode`` wrote in the same round (a sanity check, not a timing):
-a mismatch exits with an error.
+process's CPU time outside the simulator (the env ``gym.make`` returned is clocked), which
+shared cores disturb less. After the last round, torchbuf's file is read back with
+ManiSkill's own ``ManiSkillTrajectoryDataset`` and compared with the actions fed and with
+the file ``RecordEpisode`` wrote in the same round (a sanity check, not a timing): a
+mismatch exits with an error. Where ManiSkill has no Vulkan device the run says why and
+writes nothing, as the sims tests skip.
 """
 
 from __future__ import annotations
