@@ -11,7 +11,7 @@ CPY := $(COMPAT)/bin/python
 SPY := $(SIMS)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck test-main test-compat test-sims test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick bench-tensor gpu-wheels gpu-check clean
+.PHONY: test lint typecheck test-main test-compat test-sims test-lerobot test-robomimic demo eval docs bench bench-quick bench-io bench-export bench-export-quick bench-maniskill bench-maniskill-quick bench-tensor gpu-wheels gpu-check clean
 
 test: lint typecheck test-main test-compat
 
@@ -44,6 +44,15 @@ $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 # that need its packages run there, the others skip or run as in make test.
 test-sims: $(SIMS)/.ok
 	$(SPY) -m pytest -p no:xdist -q tests/sims tests/test_docs_examples.py $(PYTEST_ARGS)
+
+# Recording ManiSkill trajectory files, RecordEpisode against torchbuf and the env alone, on a real
+# PickCube-v1 (CPU backend): docs/maniskill_benchmarks.md. Each run then reads torchbuf's file back
+# with ManiSkill's reader (a check, not a timing); both skip, saying why, where ManiSkill has no Vulkan device.
+bench-maniskill: $(SIMS)/.ok
+	$(SPY) -m benchmarks.maniskill_bench --out docs
+
+bench-maniskill-quick: $(SIMS)/.ok
+	$(SPY) -m benchmarks.maniskill_bench --quick --out $(SIMS)/bench-quick
 
 lint: $(VENV)/.ok
 	$(VENV)/bin/ruff check .
