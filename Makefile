@@ -41,9 +41,10 @@ $(SIMS)/.ok: pyproject.toml tests/sims/requirements.txt
 	touch $@
 
 # Each of these venvs also runs the docs' examples (tests/test_docs_examples.py): the blocks
-# that need its packages run there, the others skip or run as in make test.
+# that need its packages (DOCS_MUST_RUN) must run there, the others skip or run as in make test.
 test-sims: $(SIMS)/.ok
-	$(SPY) -m pytest -p no:xdist -q tests/sims tests/test_docs_examples.py $(PYTEST_ARGS)
+	DOCS_MUST_RUN="mani-skill torchrl" $(SPY) -m pytest -p no:xdist -q tests/sims tests/test_docs_examples.py \
+		$(PYTEST_ARGS)
 
 # Recording ManiSkill trajectory files, RecordEpisode against torchbuf and the env alone, on a real
 # PickCube-v1 (CPU backend): docs/maniskill_benchmarks.md. Each run then reads torchbuf's file back
@@ -115,7 +116,8 @@ $(LEROBOT)/.ok: pyproject.toml
 	touch $@
 
 test-lerobot: $(LEROBOT)/.ok
-	HF_HUB_OFFLINE=1 $(LPY) -m pytest -p no:xdist -q tests/lerobot tests/test_export_selection.py \
+	HF_HUB_OFFLINE=1 DOCS_MUST_RUN="lerobot pyarrow" $(LPY) -m pytest -p no:xdist -q \
+		tests/lerobot tests/test_export_selection.py \
 		tests/test_docs_examples.py  # tests/lerobot first: its conftest lets lerobot import
 
 # Export throughput against lerobot's own writer and a plain h5py loop: docs/export_benchmarks.md.
@@ -137,7 +139,8 @@ $(ROBOMIMIC)/.ok: pyproject.toml
 	touch $@
 
 test-robomimic: $(ROBOMIMIC)/.ok
-	$(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py tests/test_export_selection.py tests/test_docs_examples.py
+	DOCS_MUST_RUN=robomimic $(RPY) -m pytest -p no:xdist -q tests/test_robomimic.py \
+		tests/test_export_selection.py tests/test_docs_examples.py
 
 # Benchmarks run in the compat env, where imitation 1.0.1 is importable beside torchbuf.
 # The bench extra adds matplotlib and torchrl 0.14 (the latest; it brings tensordict 0.14).

@@ -2,12 +2,16 @@
 
 A block that needs a particular version of a package starts with one or more lines
 ``# requires: <requirement>`` (e.g. ``# requires: gymnasium>=1.0``); it is skipped,
-saying why, where the installed version does not satisfy them.
+saying why, where the installed version does not satisfy them. The venvs that exist
+for a package (the sims, lerobot and robomimic venvs) name it in ``DOCS_MUST_RUN``
+(space-separated): there a block that requires it fails instead of skipping, so its
+examples cannot go unrun.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 from pathlib import Path
 
@@ -22,16 +26,24 @@ BLOCKS = [
     for i, code in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S))
 ]
 REQUIRES = re.compile(r"# requires: (.+)")
+MUST_RUN = set(os.environ.get("DOCS_MUST_RUN", "").split())
+
+
+def requirements(code: str) -> list[Requirement]:
+    """The ``# requires:`` lines at the top of ``code``."""
+    reqs = []
+    for line in code.splitlines():
+        match = REQUIRES.fullmatch(line.strip())
+        if match is None:
+            break
+        reqs.append(Requirement(match.group(1)))
+    return reqs
 
 
 def unmet_requirements(code: str) -> list[str]:
     """The ``# requires:`` lines at the top of ``code`` that the installed packages fail."""
     unmet = []
-    for line in code.splitlines():
-        match = REQUIRES.fullmatch(line.strip())
-        if match is None:
-            break
-        req = Requirement(match.group(1))
+    for req in requirements(code):
         try:
             installed = importlib.metadata.version(req.name)
         except importlib.metadata.PackageNotFoundError:
@@ -45,12 +57,19 @@ def unmet_requirements(code: str) -> list[str]:
 def test_example_runs(code):
     unmet = unmet_requirements(code)
     if unmet:
+        must = MUST_RUN & {req.name for req in requirements(code)}
+        assert not must, f"DOCS_MUST_RUN names {sorted(must)}, yet the example needs " + ", ".join(unmet)
         pytest.skip("the example needs " + ", ".join(unmet))
     exec(compile(code, "<example>", "exec"), {})
 
 
 def test_examples_were_found():
     assert len(BLOCKS) >= 2
+
+
+def test_every_package_that_must_run_has_examples():
+    required = {req.name for p in BLOCKS for req in requirements(p.values[0])}
+    assert required >= MUST_RUN, f"no example requires {sorted(MUST_RUN - required)}"
 
 
 def test_requirements_are_read():

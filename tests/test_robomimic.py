@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +23,6 @@ h5py = pytest.importorskip("h5py", reason="h5py is not installed (pip install 't
 
 from tests.format_cases import episodes, samples  # noqa: E402
 from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, assert_obs_equal  # noqa: E402
-from tests.test_docs_examples import unmet_requirements  # noqa: E402
 from tests.test_io import assert_batches_equal  # noqa: E402
 from torchbuf import BufferingWrapper, Trajectory, TrajectoryWithRew  # noqa: E402
 from torchbuf.formats import info_flag, load_robomimic, save_robomimic  # noqa: E402
@@ -357,23 +354,3 @@ def test_robomimic_reads_a_vector_observation_under_its_key_and_the_filter_keys(
     assert ds.demos == ["demo_0", "demo_2"] and len(ds) == 6
     got = ds.get_trajectory_at_index(1)["next_obs"]["robot0_eef_pos"]
     np.testing.assert_array_equal(got, trajs[2].obs[1:].numpy())
-
-
-# ----------------------------------------------------------------------- the docs examples
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "io.md"
-EXAMPLES = [
-    code for code in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S) if "robomimic" in code
-]
-
-
-@pytest.mark.parametrize("code", EXAMPLES)
-def test_the_docs_examples_run(code):
-    """Here too, so that ``make test-robomimic`` runs the one that needs robomimic's reader."""
-    unmet = unmet_requirements(code)
-    if unmet:
-        pytest.skip("the example needs " + ", ".join(unmet))
-    exec(compile(code, "<docs/io.md>", "exec"), {})
-
-
-def test_the_docs_have_robomimic_examples():
-    assert len(EXAMPLES) >= 3

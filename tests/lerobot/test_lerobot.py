@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +21,6 @@ for _module in ("pyarrow", "pandas", "PIL"):
 
 from tests.format_cases import episodes, samples  # noqa: E402
 from tests.helpers import ACT_SPACES, OBS_SPACES  # noqa: E402
-from tests.test_docs_examples import unmet_requirements  # noqa: E402
 from torchbuf import Trajectory, TrajectoryWithRew, VectorBufferingWrapper  # noqa: E402
 from torchbuf.envs import TorchCartPole  # noqa: E402
 from torchbuf.formats import load_lerobot, save_lerobot  # noqa: E402
@@ -332,21 +329,3 @@ def test_load_refuses_what_it_does_not_read(tmp_path):
     )
     with pytest.raises(ValueError, match="action: the column holds int64, info.json declares float32"):
         load_lerobot(tmp_path / "ds")
-
-
-# ------------------------------------------------------------------ the docs examples
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "io.md"
-EXAMPLES = [
-    code for code in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S) if "save_lerobot" in code
-]
-
-
-@pytest.mark.parametrize("code", EXAMPLES)
-def test_the_docs_examples_run(code):
-    _lerobot()
-    assert not unmet_requirements(code), unmet_requirements(code)
-    exec(compile(code, "<docs/io.md>", "exec"), {})
-
-
-def test_the_docs_have_lerobot_examples():
-    assert len(EXAMPLES) >= 2

@@ -5,9 +5,6 @@ Runs where torchrl 0.14 is installed (``make test-sims``); skipped elsewhere.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -26,7 +23,6 @@ from torchrl.data.replay_buffers.samplers import SliceSampler  # noqa: E402
 from torchrl.objectives import BCLoss, GAILLoss  # noqa: E402
 
 from tests.synccount import count_ops  # noqa: E402
-from tests.test_docs_examples import unmet_requirements  # noqa: E402
 from torchbuf import VectorBufferingWrapper  # noqa: E402
 from torchbuf.envs import TorchCartPole  # noqa: E402
 from torchbuf.formats import TRAJ_KEY, to_torchrl  # noqa: E402
@@ -253,22 +249,3 @@ def test_the_losses_make_no_hidden_host_read_on_the_meta_device():
     GAILLoss(TensorDictModule(disc, in_keys=["observation", "action"], out_keys=["d_logits"]))(gail)[
         "loss"
     ].backward()
-
-
-# ------------------------------------------------------------------ the docs recipe
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "io.md"
-RECIPES = [
-    code
-    for code in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
-    if "torchrl" in code.split("\n", 1)[0]
-]
-
-
-@pytest.mark.parametrize("code", RECIPES)
-def test_the_docs_recipes_run(code):
-    assert not unmet_requirements(code), unmet_requirements(code)
-    exec(compile(code, "<docs/io.md>", "exec"), {})
-
-
-def test_the_docs_have_torchrl_recipes():
-    assert len(RECIPES) >= 2
