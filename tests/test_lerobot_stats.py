@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchbuf.formats.lerobot import QUANTILES, _image_stats
+from torchbuf.formats.lerobot_stats import QUANTILES, image_stats
 
 
 def _numpy_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -27,7 +27,7 @@ def _numpy_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
 def test_image_stats_equal_numpys_over_every_pixel(shape, low, span, seed):
     high = min(255, low + span)
     frames = np.random.default_rng(seed).integers(low, high + 1, shape, dtype=np.uint8)
-    got, want = _image_stats(frames), _numpy_stats(frames)
+    got, want = image_stats(frames), _numpy_stats(frames)
     assert set(got) == set(want)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
@@ -36,6 +36,6 @@ def test_image_stats_equal_numpys_over_every_pixel(shape, low, span, seed):
 def test_image_stats_of_a_large_batch_equal_numpys():
     frames = np.random.default_rng(0).integers(0, 256, (40, 84, 84, 3), dtype=np.uint8)
     frames[..., 1] //= 4  # channels of different ranges
-    got, want = _image_stats(frames), _numpy_stats(frames)
+    got, want = image_stats(frames), _numpy_stats(frames)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
