@@ -12,7 +12,9 @@ The storage sees tensors only, never an env. The host keeps two counts per row t
 it knows without reading the device: the number of unpopped transitions (exact unless
 a step's active rows were only known on the device) and an upper bound on the cursor,
 which decides growth. Column ``capacity`` is a trash column that absorbs the writes
-of rows that have nothing to write, so no step needs a data-dependent branch.
+of rows that have nothing to write, so no step needs a data-dependent branch. Each
+row's cursor is kept as a flat slot index, the index the step writes at, so a step
+computes no slot index from a row and a column.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class SlotStorage:
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
-        self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self._pos = self._base.clone()  # each row's cursor, as a flat slot index
         self._ep_t = torch.zeros(n_envs, dtype=torch.int32, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
@@ -76,7 +78,7 @@ class SlotStorage:
             )
             self._refresh_views()
         self.data["ep_len"].zero_()
-        self._cur.zero_()
+        self._pos = self._base.clone()
         self._ep_t.zero_()
         self._awaiting.fill_(awaiting)
         self.counts_exact = True
@@ -100,14 +102,14 @@ class SlotStorage:
         self._bound[slice(None) if env_ids is None else env_ids] += 1
         self._ensure_capacity()
         rows = self._rows if env_ids is None else torch.as_tensor(env_ids, device=self.device)
-        cur, awaiting = self._cur[rows], self._awaiting[rows]
+        base, awaiting = self._base[rows], self._awaiting[rows]
+        cur = self._pos[rows] - base
         cut = mask & ~awaiting
         self.data["ep_len"][rows, torch.where(cut, cur, self.capacity)] = -1
         at = cur + cut
-        base = self._base[rows]
         self._put("obs", torch.where(mask, base + at, base + self.capacity), obs)
         self.data["ep_len"][rows, torch.where(mask, at, self.capacity)] = 0
-        self._cur[rows] = at
+        self._pos[rows] = base + at
         self._ep_t[rows] = torch.where(mask, 0, self._ep_t[rows])
         self._awaiting[rows] = awaiting & ~mask
 
@@ -125,8 +127,8 @@ class SlotStorage:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
         rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        base, active = get_rows(self._base, rows), rec.active
-        here = base + get_rows(self._cur, rows)
+        active = rec.active
+        here = get_rows(self._pos, rows)
         trash = get_rows(self._trash, rows)
         if active is not None:
             here = torch.where(active, here, trash)
@@ -137,7 +139,7 @@ class SlotStorage:
         if rec.dones_host is not None:
             self._ends_on_host(rec, rows, nxt, steps)
         else:
-            self._ends_on_device(rec, rows, base, nxt, steps, trash)
+            self._ends_on_device(rec, rows, nxt, steps, trash)
 
     def _ends_on_host(
         self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
@@ -146,7 +148,7 @@ class SlotStorage:
         assert rec.dones_host is not None
         self._put("obs", nxt, rec.obs)
         add_rows(self._ep_t, rows, steps)
-        add_rows(self._cur, rows, steps)
+        add_rows(self._pos, rows, steps)
         if not rec.dones_host.any():
             return
         ended = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
@@ -160,7 +162,7 @@ class SlotStorage:
             self._put("obs", final + 1, rec.obs[at_step])
         self._put("ep_len", final, self._ep_t[at_row])
         self._ep_t[at_row] = 0
-        self._cur[at_row] += 1
+        self._pos[at_row] += 1
         if rec.final_in_obs:
             self._awaiting[at_row] = True
 
@@ -168,7 +170,6 @@ class SlotStorage:
         self,
         rec: StepRecord,
         rows: torch.Tensor | None,
-        base: torch.Tensor,
         nxt: torch.Tensor,
         steps: Any,
         trash: torch.Tensor,
@@ -194,9 +195,9 @@ class SlotStorage:
         self._put("ep_len", ended_at, ep_t)
         self._ep_t = _set(self._ep_t, rows, ep_t.masked_fill_(done, 0))
         if rec.active is None:
-            self._cur = _set(self._cur, rows, reset_at - base)
+            self._pos = _set(self._pos, rows, reset_at)
         else:  # an inactive row's nxt is the trash column: its cursor stays
-            add_rows(self._cur, rows, steps + done)
+            add_rows(self._pos, rows, steps + done)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
@@ -221,6 +222,11 @@ class SlotStorage:
     def _ensure_capacity(self) -> None:
         if int(self._bound.max()) + 1 >= self.capacity:
             self._grow(int(self._bound.max()) + 2)
+
+    @property
+    def _cur(self) -> torch.Tensor:
+        """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
+        return self._pos - self._base
 
     # ------------------------------------------------------------------ reading
     def take_transitions(self) -> TensorDict:
@@ -299,9 +305,9 @@ class SlotStorage:
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
-        self._put("obs", self._base, self._take("obs", self._base + self._cur))
+        self._put("obs", self._base, self._take("obs", self._pos))
         self.data["ep_len"][:, : int(self._bound.max()) + 2].zero_()
-        self._cur.zero_()
+        self._pos = self._base.clone()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         self.counts_exact = True
@@ -313,7 +319,7 @@ class SlotStorage:
         first = torch.as_tensor(keep_from, device=self.device)
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
-        self._cur = torch.as_tensor(self.n_unpopped.copy(), device=self.device)
+        self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
         upto = min(int(self._bound.max()) + 2, self.capacity + 1)
         col = torch.arange(upto, device=self.device)
         self.data["ep_len"][:, :upto].masked_fill_(col >= self._cur[:, None], 0)
@@ -321,11 +327,12 @@ class SlotStorage:
 
     def _grow(self, needed: int) -> None:
         assert self.data is not None
-        capacity = max(2 * self.capacity, needed)
+        capacity, cur = max(2 * self.capacity, needed), self._cur
         grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
         grown[:, : self.capacity] = self.data[:, : self.capacity]
         self.data, self.capacity = grown, capacity
         self._refresh_views()
+        self._pos = self._base + cur
 
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
@@ -438,13 +445,14 @@ class SlotStorage:
             raise ValueError(f"the state holds {width} slots per env, more than its capacity")
         self.capacity = max(int(state["capacity"]), self.capacity)
         self.data = None if data is None else self._padded(data)
-        self._cur = state["cur"].to(self.device, self._cur.dtype).clone()
+        cur = state["cur"].to(self.device, torch.long)
         self._ep_t = state["ep_t"].to(self.device, self._ep_t.dtype).clone()
         self._awaiting = state["awaiting"].to(self.device, self._awaiting.dtype).clone()
         self.counts_exact = bool(state["counts_exact"])
         self.n_unpopped = np.array(state["n_unpopped"], dtype=np.int64)
         self._bound = np.array(state["bound"], dtype=np.int64)
         self._base = self._rows * (self.capacity + 1)
+        self._pos = self._base + cur
         if self.data is not None:
             self._refresh_views()
 
