@@ -40,11 +40,14 @@ class Rows:
 
     def put(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
         """Writes ``value`` (one row per index) at flat slots ``index``."""
-        if self.host is not None and (isinstance(value, np.ndarray) or value.device.type == "cpu"):
-            self.host[_host(index)] = _host(value)
-            return
-        index, value = torch.as_tensor(index, device=self.leaf.device), torch.as_tensor(value)
-        if self.wide is None:
+        if isinstance(value, np.ndarray) or isinstance(index, np.ndarray):  # the CPU route's host data
+            if self.host is not None:
+                self.host[index] = value if isinstance(value, np.ndarray) else value.numpy()
+                return
+            index, value = torch.as_tensor(index), torch.as_tensor(value)
+        if self.host is not None and value.device.type == "cpu":
+            self.host[index.numpy()] = value.numpy()
+        elif self.wide is None:
             self.leaf.index_put_((index,), value)
         else:
             value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
@@ -57,10 +60,6 @@ class Rows:
         if self.wide is None:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
-
-
-def _host(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.numpy()
 
 
 def ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
