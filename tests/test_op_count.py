@@ -3,8 +3,9 @@
 The env is :class:`torchbuf.envs.TorchCartPole`, the torch-native stand-in for a GPU
 simulator (same-step autoreset, episode ends known only on the device). Its own ops
 are not counted: only what ``VectorBufferingWrapper.step`` adds around ``env.step``.
-The storage takes its GPU route (``index_put_`` and integer-word views, not the numpy
-views it uses on the CPU), so the count is the number of ops a CUDA step launches.
+On the CPU the storage is made to take its GPU route (``index_put_`` and integer-word
+views, not the numpy views it uses there), so the count is the number of ops a CUDA
+step launches; where a CUDA device exists the same counts are taken on it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ N_ENVS = (1, 8, 256, 4096)
 STEPS = 40
 
 
-def _step_ops(n_envs: int) -> dict[bool, list[Counter[str]]]:
+def _step_ops(n_envs: int, device: str = "cpu") -> dict[bool, list[Counter[str]]]:
     """The ops of each of ``STEPS`` steps, keyed by whether an episode ended in the step."""
-    env = TorchCartPole(n_envs, seed=0)
+    env = TorchCartPole(n_envs, device=device, seed=0)
     envs = VectorBufferingWrapper(env, capacity=2 * STEPS + 8)  # no growth on the way
     envs.reset(seed=0)
-    push_left = torch.zeros(n_envs, dtype=torch.int64)  # every pole falls within STEPS
+    push_left = torch.zeros(n_envs, dtype=torch.int64, device=device)  # every pole falls within STEPS
     envs.step(push_left)  # the first step allocates the per-step fields
     env_step = env.step
     by_end: dict[bool, list[Counter[str]]] = {False: [], True: []}
@@ -57,11 +58,15 @@ def _listing(ops: Counter[str]) -> str:
     return ", ".join(f"{name} x{k}" for name, k in sorted(ops.items()))
 
 
-@pytest.fixture(scope="module")
-def ops_by_n_envs():
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=NO_CUDA)])
+def ops_by_n_envs(request):
     with pytest.MonkeyPatch.context() as mp:
-        torch_route(mp)
-        return {n: _step_ops(n) for n in N_ENVS}
+        if request.param == "cpu":
+            torch_route(mp)
+        return {n: _step_ops(n, request.param) for n in N_ENVS}
 
 
 @pytest.mark.parametrize("ended", [False, True], ids=["running", "episode-ends"])
