@@ -8,6 +8,8 @@ import torch
 from gymnasium import spaces
 from tensordict import TensorDictBase
 
+from torchbuf.buffer import rows as rows_module
+
 OBS_SPACES = {
     "box": spaces.Box(-5.0, 5.0, (3,), np.float32),
     "image": spaces.Box(0, 255, (6, 6, 3), np.uint8),
@@ -94,3 +96,14 @@ def stack_obs(items):
     if isinstance(items[0], dict):
         return {k: stack_obs([it[k] for it in items]) for k in items[0]}
     return np.stack([np.asarray(it) for it in items])
+
+
+def torch_route(monkeypatch):
+    """Makes the storage take its GPU route on the CPU too (``index_put_``, no numpy views)."""
+    original = rows_module.Rows.__init__
+
+    def init(self, key, leaf):
+        original(self, key, leaf)
+        self.host = None  # as on a GPU: index_put_ / int64-word views
+
+    monkeypatch.setattr(rows_module.Rows, "__init__", init)

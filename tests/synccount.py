@@ -31,13 +31,24 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self.ops: Counter[str] = Counter()
         self.syncs: Counter[str] = Counter()
+        self.counting = True
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Ops run inside this block are not counted (an env's own step, say)."""
+        self.counting = False
+        try:
+            yield
+        finally:
+            self.counting = True
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        name = str(func.overloadpacket)
-        self.ops[name] += 1
-        if name in SYNC_OPS or _to_host_copy(name, args, kwargs):
-            self.syncs[name] += 1
+        if self.counting:
+            name = str(func.overloadpacket)
+            self.ops[name] += 1
+            if name in SYNC_OPS or _to_host_copy(name, args, kwargs):
+                self.syncs[name] += 1
         return func(*args, **kwargs)
 
 
@@ -63,7 +74,7 @@ def count_ops():
 
     def wrap(name):
         def reader(self, *args, **kwargs):
-            if name != "numpy" or self.device.type != "cpu":
+            if counter.counting and (name != "numpy" or self.device.type != "cpu"):
                 counter.syncs[f"Tensor.{name}"] += 1
             return originals[name](self, *args, **kwargs)
 

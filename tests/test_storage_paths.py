@@ -7,9 +7,8 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv
+from tests.helpers import ACT_SPACES, OBS_SPACES, ScheduleEnv, torch_route
 from torchbuf import BufferingWrapper
-from torchbuf.buffer import rows as rows_module
 
 
 def _run(obs_key):
@@ -34,13 +33,7 @@ def _leaves(batch):
 @pytest.mark.parametrize("obs_key", ["box", "image", "dict", "multidiscrete"])
 def test_torch_index_route_equals_numpy_route(obs_key, monkeypatch):
     trajs_np, trans_np = _run(obs_key)
-    original = rows_module.Rows.__init__
-
-    def torch_route(self, key, leaf):
-        original(self, key, leaf)
-        self.host = None  # as on a GPU: index_put_ / int64-word views
-
-    monkeypatch.setattr(rows_module.Rows, "__init__", torch_route)
+    torch_route(monkeypatch)
     trajs_t, trans_t = _run(obs_key)
     assert len(trajs_np) == len(trajs_t) > 0
     for a, b in [(trans_np, trans_t), *zip(trajs_np, trajs_t)]:

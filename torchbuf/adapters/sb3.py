@@ -75,7 +75,7 @@ def sb3_record(
         obs=obs_t,
         acts=as_tensor(acts, device),
         rews=_float(as_tensor(rews, device)),
-        terminated=as_tensor(dones & ~truncated, device),
+        terminated=as_tensor(dones & ~truncated if ended.size else dones, device),
         truncated=as_tensor(truncated, device),
         final_obs=final,
         final_rows=ended if final is not None else None,

@@ -7,6 +7,7 @@ the small tensor operations the storage repeats on its per-row state.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,9 @@ import torch
 from tensordict import TensorDictBase
 
 from torchbuf.data.convert import Obs
+
+Index = torch.Tensor | np.ndarray
+"""Flat slot indices: a tensor, or on the CPU a host array (no torch call to read it)."""
 
 
 class Rows:
@@ -34,8 +38,13 @@ class Rows:
         self.wide_dtype = wide[0] if wide else None
         self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
 
-    def put(self, index: torch.Tensor, value: torch.Tensor) -> None:
+    def put(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
         """Writes ``value`` (one row per index) at flat slots ``index``."""
+        if isinstance(value, np.ndarray) or isinstance(index, np.ndarray):  # the CPU route's host data
+            if self.host is not None:
+                self.host[index] = value if isinstance(value, np.ndarray) else value.numpy()
+                return
+            index, value = torch.as_tensor(index), torch.as_tensor(value)
         if self.host is not None and value.device.type == "cpu":
             self.host[index.numpy()] = value.numpy()
         elif self.wide is None:
@@ -60,7 +69,7 @@ def ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(offsets - start, length)
 
 
-def get_rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+def get_rows(t: Any, rows: Index | None) -> Any:
     """The rows of a per-row tensor (all of it, no copy, when ``rows`` is ``None``)."""
     return t if rows is None else t[rows]
 
@@ -73,10 +82,10 @@ def set_rows(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) ->
         t[rows] = value
 
 
-def add_rows(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor | int) -> None:
-    """Adds ``value`` to the rows of a per-row tensor (all of it when ``rows`` is ``None``)."""
+def add_rows(t: Any, rows: Index | None, value: torch.Tensor | int) -> None:
+    """Adds ``value`` to the rows of a per-row tensor or array (all of it when ``rows`` is ``None``)."""
     if rows is None:
-        t.add_(value)
+        t += value
     else:
         t[rows] += value
 
@@ -102,3 +111,23 @@ def where(cond: torch.Tensor, a: Obs, b: Obs) -> Obs:
     out = a.apply(lambda x, y: torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y), b)
     assert out is not None
     return out
+
+
+def check_fits(obs: Obs, rows: int, slots: int, device: torch.device) -> None:
+    """Refuses a first allocation larger than the device's memory (before trying it)."""
+    leaves: list[torch.Tensor] = (
+        [obs] if isinstance(obs, torch.Tensor) else list(obs.values(include_nested=True, leaves_only=True))  # type: ignore[arg-type]
+    )
+    per_slot = 16 + sum(int(leaf[0].numel()) * leaf.element_size() for leaf in leaves if len(leaf))
+    need = rows * slots * per_slot
+    if device.type == "cuda":
+        have = torch.cuda.mem_get_info(device)[0]
+    elif hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:
+        return
+    if need > have:
+        raise ValueError(
+            f"capacity: {slots - 1} slots for each of {rows} envs need about {need / 2**30:.1f} GiB, "
+            f"more than the {have / 2**30:.1f} GiB of {device}: start smaller, the storage grows as needed"
+        )

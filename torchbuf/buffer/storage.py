@@ -12,12 +12,13 @@ The storage sees tensors only, never an env. The host keeps two counts per row t
 it knows without reading the device: the number of unpopped transitions (exact unless
 a step's active rows were only known on the device) and an upper bound on the cursor,
 which decides growth. Column ``capacity`` is a trash column that absorbs the writes
-of rows that have nothing to write, so no step needs a data-dependent branch.
+of rows that have nothing to write, so no step needs a data-dependent branch. Each
+row's cursor is kept as a flat slot index, the index the step writes at, so a step
+computes no slot index from a row and a column.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.buffer.record import StepRecord
-from torchbuf.buffer.rows import Rows, add_rows, alloc, get_rows, ranges, spec
+from torchbuf.buffer.rows import Index, Rows, add_rows, alloc, check_fits, get_rows, ranges, spec
 from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.data.types import Obs
 
@@ -51,12 +52,13 @@ class SlotStorage:
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
-        self._cur = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self._pos = self._base.clone()  # each row's cursor, as a flat slot index
         self._ep_t = torch.zeros(n_envs, dtype=torch.int32, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
         self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
         self._bound = np.zeros(n_envs, dtype=np.int64)
+        self._slack = 0  # free slots left in every row by the bound, at least (0: unknown)
 
     # ------------------------------------------------------------------ writing
     def start(self, obs: Obs, awaiting: bool = False) -> None:
@@ -68,7 +70,7 @@ class SlotStorage:
                 :meth:`restart` (``obs`` only fixes shapes and dtypes).
         """
         if self.data is None or not self._obs_matches(obs):
-            _check_fits(obs, self.n_envs, self.capacity + 1, self.device)
+            check_fits(obs, self.n_envs, self.capacity + 1, self.device)
             self.data = TensorDict(
                 {"obs": alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
                 batch_size=[self.n_envs, self.capacity + 1],
@@ -76,7 +78,7 @@ class SlotStorage:
             )
             self._refresh_views()
         self.data["ep_len"].zero_()
-        self._cur.zero_()
+        self._pos = self._base.clone()
         self._ep_t.zero_()
         self._awaiting.fill_(awaiting)
         self.counts_exact = True
@@ -100,14 +102,14 @@ class SlotStorage:
         self._bound[slice(None) if env_ids is None else env_ids] += 1
         self._ensure_capacity()
         rows = self._rows if env_ids is None else torch.as_tensor(env_ids, device=self.device)
-        cur, awaiting = self._cur[rows], self._awaiting[rows]
+        base, awaiting = self._base[rows], self._awaiting[rows]
+        cur = self._pos[rows] - base
         cut = mask & ~awaiting
         self.data["ep_len"][rows, torch.where(cut, cur, self.capacity)] = -1
         at = cur + cut
-        base = self._base[rows]
         self._put("obs", torch.where(mask, base + at, base + self.capacity), obs)
         self.data["ep_len"][rows, torch.where(mask, at, self.capacity)] = 0
-        self._cur[rows] = at
+        self._pos[rows] = base + at
         self._ep_t[rows] = torch.where(mask, 0, self._ep_t[rows])
         self._awaiting[rows] = awaiting & ~mask
 
@@ -121,13 +123,16 @@ class SlotStorage:
             rec: The step, on the storage device.
         """
         assert self.data is not None, "start() first"
-        if "acts" not in self.data:
+        if "acts" not in self._flat:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
-        rows = None if rec.env_ids is None else torch.as_tensor(rec.env_ids, device=self.device)
-        base, active = get_rows(self._base, rows), rec.active
-        here = base + get_rows(self._cur, rows)
-        trash = get_rows(self._trash, rows)
+        on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
+        pos, ep_t = (self._pos.numpy(), self._ep_t.numpy()) if on_host else (self._pos, self._ep_t)
+        rows: Any = rec.env_ids  # host ids on the CPU route, else a tensor
+        if rows is not None and not on_host:
+            rows = torch.as_tensor(rows, device=self.device)
+        here, active = get_rows(pos, rows), rec.active
+        trash: Any = None if on_host else get_rows(self._trash, rows)
         if active is not None:
             here = torch.where(active, here, trash)
         for name in _STEP_FIELDS:
@@ -135,32 +140,36 @@ class SlotStorage:
         nxt = here + 1 if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, rows, nxt, steps)
+            self._ends_on_host(rec, pos, ep_t, rows, nxt, steps)
         else:
-            self._ends_on_device(rec, rows, base, nxt, steps, trash)
+            self._ends_on_device(rec, rows, nxt, steps, trash)
 
-    def _ends_on_host(
-        self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
-    ) -> None:
-        """Episode ends the host knows: every row written once, the ended rows again."""
+    def _ends_on_host(self, rec: StepRecord, pos: Any, ep_t: Any, rows: Any, nxt: Any, steps: Any) -> None:
+        """Episode ends the host knows: every row written once, the ended rows again.
+
+        ``pos``, ``ep_t``, ``rows`` and ``nxt`` are tensors, or on the CPU numpy
+        views of the cursors' and episode steps' memory and host indices, so that
+        a full-batch step makes no torch call for its bookkeeping.
+        """
         assert rec.dones_host is not None
         self._put("obs", nxt, rec.obs)
-        add_rows(self._ep_t, rows, steps)
-        add_rows(self._cur, rows, steps)
+        add_rows(ep_t, rows, steps)
+        add_rows(pos, rows, steps)
         if not rec.dones_host.any():
             return
         ended = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
         at_step = torch.as_tensor(ended, device=self.device)
-        at_row = at_step if rows is None else rows[at_step]
-        final = nxt[at_step]
+        at = at_step if isinstance(pos, torch.Tensor) else ended
+        at_row = at if rows is None else rows[at]
+        final = nxt[at]
         if not rec.final_in_obs:
             assert rec.final_obs is not None, "an episode ended without its final observation"
             ended_final = rec.final_obs if rec.final_rows is not None else rec.final_obs[at_step]
             self._put("obs", final, ended_final)
             self._put("obs", final + 1, rec.obs[at_step])
-        self._put("ep_len", final, self._ep_t[at_row])
-        self._ep_t[at_row] = 0
-        self._cur[at_row] += 1
+        self._put("ep_len", final, ep_t[at_row])
+        ep_t[at_row] = 0
+        pos[at_row] += 1
         if rec.final_in_obs:
             self._awaiting[at_row] = True
 
@@ -168,7 +177,6 @@ class SlotStorage:
         self,
         rec: StepRecord,
         rows: torch.Tensor | None,
-        base: torch.Tensor,
         nxt: torch.Tensor,
         steps: Any,
         trash: torch.Tensor,
@@ -194,18 +202,22 @@ class SlotStorage:
         self._put("ep_len", ended_at, ep_t)
         self._ep_t = _set(self._ep_t, rows, ep_t.masked_fill_(done, 0))
         if rec.active is None:
-            self._cur = _set(self._cur, rows, reset_at - base)
+            self._pos = _set(self._pos, rows, reset_at)
         else:  # an inactive row's nxt is the trash column: its cursor stays
-            add_rows(self._cur, rows, steps + done)
+            add_rows(self._pos, rows, steps + done)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
         if rec.env_ids is None and rec.active is None and rec.dones_host is not None:
             self.n_unpopped += 1
             self._bound += 1
-            if rec.dones_host.any():
+            ended = rec.dones_host.any()
+            if ended:
                 self._bound += rec.dones_host
-            self._ensure_capacity()
+            if self._slack >= 2:  # no row can reach the last slot: skip the check
+                self._slack -= 1 + int(ended)
+            else:
+                self._ensure_capacity()
             return
         host_rows = slice(None) if rec.env_ids is None else rec.env_ids
         active: int | np.ndarray = 1
@@ -219,8 +231,16 @@ class SlotStorage:
         self._ensure_capacity()
 
     def _ensure_capacity(self) -> None:
-        if int(self._bound.max()) + 1 >= self.capacity:
-            self._grow(int(self._bound.max()) + 2)
+        """Grows where a cursor bound reaches the last slot; notes how many slots stay free."""
+        top = int(self._bound.max())
+        if top + 1 >= self.capacity:
+            self._grow(top + 2)
+        self._slack = self.capacity - 2 - top  # a full-batch step uses at most 2 of them
+
+    @property
+    def _cur(self) -> torch.Tensor:
+        """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
+        return self._pos - self._base
 
     # ------------------------------------------------------------------ reading
     def take_transitions(self) -> TensorDict:
@@ -299,9 +319,9 @@ class SlotStorage:
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
-        self._put("obs", self._base, self._take("obs", self._base + self._cur))
+        self._put("obs", self._base, self._take("obs", self._pos))
         self.data["ep_len"][:, : int(self._bound.max()) + 2].zero_()
-        self._cur.zero_()
+        self._pos = self._base.clone()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         self.counts_exact = True
@@ -313,7 +333,7 @@ class SlotStorage:
         first = torch.as_tensor(keep_from, device=self.device)
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
-        self._cur = torch.as_tensor(self.n_unpopped.copy(), device=self.device)
+        self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
         upto = min(int(self._bound.max()) + 2, self.capacity + 1)
         col = torch.arange(upto, device=self.device)
         self.data["ep_len"][:, :upto].masked_fill_(col >= self._cur[:, None], 0)
@@ -321,11 +341,12 @@ class SlotStorage:
 
     def _grow(self, needed: int) -> None:
         assert self.data is not None
-        capacity = max(2 * self.capacity, needed)
+        capacity, cur = max(2 * self.capacity, needed), self._cur
         grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
         grown[:, : self.capacity] = self.data[:, : self.capacity]
         self.data, self.capacity = grown, capacity
         self._refresh_views()
+        self._pos = self._base + cur
 
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
@@ -358,7 +379,7 @@ class SlotStorage:
         self._base = self._rows * (self.capacity + 1)
         self._trash = self._base + self.capacity
 
-    def _put(self, name: str, index: torch.Tensor, value: Obs) -> None:
+    def _put(self, name: str, index: Index, value: Obs | np.ndarray) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index``."""
         for rows in self._flat[name]:
             rows.put(index, value if rows.key is None else value.get(rows.key))  # type: ignore[union-attr]
@@ -438,13 +459,15 @@ class SlotStorage:
             raise ValueError(f"the state holds {width} slots per env, more than its capacity")
         self.capacity = max(int(state["capacity"]), self.capacity)
         self.data = None if data is None else self._padded(data)
-        self._cur = state["cur"].to(self.device, self._cur.dtype).clone()
+        cur = state["cur"].to(self.device, torch.long)
         self._ep_t = state["ep_t"].to(self.device, self._ep_t.dtype).clone()
         self._awaiting = state["awaiting"].to(self.device, self._awaiting.dtype).clone()
         self.counts_exact = bool(state["counts_exact"])
         self.n_unpopped = np.array(state["n_unpopped"], dtype=np.int64)
         self._bound = np.array(state["bound"], dtype=np.int64)
+        self._slack = 0
         self._base = self._rows * (self.capacity + 1)
+        self._pos = self._base + cur
         if self.data is not None:
             self._refresh_views()
 
@@ -469,23 +492,3 @@ def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> tor
         return value
     t[rows] = value
     return t
-
-
-def _check_fits(obs: Obs, rows: int, slots: int, device: torch.device) -> None:
-    """Refuses a first allocation larger than the device's memory (before trying it)."""
-    leaves: list[torch.Tensor] = (
-        [obs] if isinstance(obs, torch.Tensor) else list(obs.values(include_nested=True, leaves_only=True))  # type: ignore[arg-type]
-    )
-    per_slot = 16 + sum(int(leaf[0].numel()) * leaf.element_size() for leaf in leaves if len(leaf))
-    need = rows * slots * per_slot
-    if device.type == "cuda":
-        have = torch.cuda.mem_get_info(device)[0]
-    elif hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    else:
-        return
-    if need > have:
-        raise ValueError(
-            f"capacity: {slots - 1} slots for each of {rows} envs need about {need / 2**30:.1f} GiB, "
-            f"more than the {have / 2**30:.1f} GiB of {device}: start smaller, the storage grows as needed"
-        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,7 +98,7 @@ def fit_space(space: spaces.Space, value: Any, field: str, env: int | None = Non
         return value
     want = np.dtype(space.dtype)
     if isinstance(value, torch.Tensor):
-        target = torch.from_numpy(np.zeros(0, want)).dtype
+        target = _torch_dtype(want)
         if value.dtype == target:
             return value
         cast = value.to(target)
@@ -114,6 +115,12 @@ def fit_space(space: spaces.Space, value: Any, field: str, env: int | None = Non
         bad = (out.astype(arr.dtype) != arr).reshape(len(arr), -1).any(1)
         _refuse(field, int(np.flatnonzero(bad)[0]), arr, want, env)
     return out
+
+
+@functools.cache
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """The torch dtype of a numpy dtype (looked up once: a step issues no op for it)."""
+    return torch.from_numpy(np.zeros(0, dtype)).dtype
 
 
 def _refuse(field: str, row: int, value: Any, want: np.dtype, env: int | None) -> None:
