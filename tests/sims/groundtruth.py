@@ -3,7 +3,9 @@
 The test steps the env and writes down, for each env, what the env itself returned
 (never what torchbuf recorded). :class:`Run` pops in a random mix of the three pops and
 compares every popped transition with the truth, field by field and exactly (NaN
-stand-ins for unknown final observations compare equal to NaN).
+stand-ins for unknown final observations compare equal to NaN). Where the truth of a
+transition has an ``info`` (the env's own info values for that env and step), the
+recorded info dict must equal it too, key for key.
 """
 
 from __future__ import annotations
@@ -42,18 +44,24 @@ class Truth:
 
 
 def popped(envs: Any, how: str) -> list[dict[str, Any]]:
-    """The pop's transitions, in pop order (env by env), as plain dicts of CPU tensors."""
+    """The pop's transitions, in pop order (env by env), as plain dicts of CPU tensors (and ``info``)."""
     if how == "transitions":
         t = envs.pop_transitions()
         cols = (t.obs, t.acts, t.next_obs, t.rews, t.terminated, t.truncated)
-        return [dict(zip(FIELDS, (c[i].cpu() for c in cols))) for i in range(len(t))]
+        return [_with_info(dict(zip(FIELDS, (c[i].cpu() for c in cols))), t.infos, i) for i in range(len(t))]
     trajs, _ = envs.pop_trajectories() if how == "trajectories" else envs.pop_finished_trajectories()
     out = []
     for tr in trajs:
         for i in range(len(tr.acts)):
             cols = (tr.obs[i], tr.acts[i], tr.obs[i + 1], tr.rews[i], tr.terminated[i], tr.truncated[i])
-            out.append(dict(zip(FIELDS, (x.cpu() for x in cols))))
+            out.append(_with_info(dict(zip(FIELDS, (x.cpu() for x in cols))), tr.infos, i))
     return out
+
+
+def _with_info(row: dict[str, Any], infos: Any, i: int) -> dict[str, Any]:
+    if infos is not None:
+        row["info"] = infos[i]
+    return row
 
 
 def same(a: Any, b: Any) -> bool:
@@ -76,7 +84,8 @@ def mismatches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> int:
     """Transitions that differ in any field, plus the count difference."""
     bad = abs(len(got) - len(want))
     for g, w in zip(got, want):
-        bad += not all(same(g[k], w[k]) for k in FIELDS)
+        keys = FIELDS + (("info",) if "info" in w else ())
+        bad += not all(k in g and same(g[k], w[k]) for k in keys)
     return bad
 
 
@@ -86,7 +95,7 @@ class Run:
     def __init__(self, envs: Any, seed: int):
         self.envs, self.rng = envs, np.random.default_rng(seed)
         self.truth = [Truth() for _ in range(envs.num_envs)]
-        self.compared = self.bad = 0
+        self.compared = self.bad = self.infos_compared = 0
         self.pops = dict.fromkeys(POPS, 0)
         self._order: list[str] = []
         self._next_pop = int(self.rng.integers(10, 41))
@@ -107,6 +116,7 @@ class Run:
         want = [s for t in self.truth for s in t.take(how == "finished")]
         got = popped(self.envs, how)
         self.compared += len(got)
+        self.infos_compared += sum("info" in w for w in want[: len(got)])
         self.bad += mismatches(got, want)
         self.pops[how] += 1
 
@@ -118,8 +128,8 @@ class Run:
     def report(self, name: str) -> str:
         n_term, n_trunc = self.ends()
         line = (
-            f"{name}: {self.compared} transitions compared ({n_term} terminated, {n_trunc} truncated), "
-            f"pops {self.pops}, mismatches {self.bad}"
+            f"{name}: {self.compared} transitions compared ({n_term} terminated, {n_trunc} truncated; "
+            f"infos of {self.infos_compared}), pops {self.pops}, mismatches {self.bad}"
         )
         print(line)
         return line

@@ -3,9 +3,12 @@
 The ground truth is torchrl's own record: a twin of the env, seeded alike, is stepped by
 the test with torchrl's ``step_and_maybe_reset`` and the same actions; each step's
 ``td["observation"]``, ``td["action"]`` and ``td["next", ...]`` (observation, i.e. the
-true final one where an episode ended, reward, terminated, truncated) are written down
-per env. Every popped transition is compared with it, in mixed pop orders; the mismatch
-count must be 0.
+true final one where an episode ended, reward, terminated, truncated, and the entries
+that are no observation, e.g. a ``StepCounter``'s ``step_count`` when only
+``"observation"`` is observed: the step's infos) are written down per env. Every popped
+transition, infos included, is compared with it, in mixed pop orders; the mismatch
+count must be 0. The envs go to ``VectorBufferingWrapper`` as they are (detected as
+torchrl), except where observation keys are chosen through ``TorchRLVectorEnv``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torchrl.envs import GymEnv, SerialEnv, StepCounter, TransformedEnv  # noqa:
 
 from tests.sims.groundtruth import Run  # noqa: E402
 from torchbuf import VectorBufferingWrapper  # noqa: E402
+from torchbuf.adapters.detect import detect_api  # noqa: E402
 from torchbuf.adapters.gymnasium import Autoreset  # noqa: E402
 from torchbuf.adapters.torchrl_env import TorchRLVectorEnv, matches  # noqa: E402
 
@@ -39,14 +43,22 @@ def batched(x, unbatched):
     return x.unsqueeze(0) if unbatched else x
 
 
-def record(make, n_steps, seed, actions):
-    """Steps a recorded env and its twin with the same actions; returns the run."""
+def record(make, n_steps, seed, actions, observation_keys=None, info_keys=()):
+    """Steps a recorded env and its twin with the same actions; returns the run.
+
+    ``info_keys``: the twin's ``td["next", key]`` entries the step's infos hold.
+    """
     env, twin = make(), make()
-    venv = TorchRLVectorEnv(env)
-    envs = VectorBufferingWrapper(venv)
+    if observation_keys is None:
+        assert detect_api(env) == "torchrl"
+        envs = VectorBufferingWrapper(env)
+    else:
+        envs = VectorBufferingWrapper(TorchRLVectorEnv(env, observation_keys=observation_keys))
+    venv = envs.env
+    assert isinstance(venv, TorchRLVectorEnv)
     assert envs.mode is Autoreset.SAME_STEP
     n, unb = venv.num_envs, not env.batch_size
-    keys = list(twin.observation_spec.keys(True, True))
+    keys = observation_keys or list(twin.observation_spec.keys(True, True))
     run = Run(envs, seed)
     envs.reset(seed=seed)
     twin.set_seed(seed)
@@ -57,12 +69,15 @@ def record(make, n_steps, seed, actions):
         td, root = twin.step_and_maybe_reset(root)
         envs.step(acts)
         cols = [batched(x, unb) for x in (td.select(*keys), td["action"], td["next"].select(*keys),
-                td["next", "reward"], td["next", "terminated"], td["next", "truncated"])]  # fmt: skip
+                td["next", "reward"], td["next", "terminated"], td["next", "truncated"],
+                td["next"].select(*info_keys))]  # fmt: skip
         for e in range(n):
-            o, a, nx, r, term, trunc = (c[e] for c in cols)
+            o, a, nx, r, term, trunc, info = (c[e] for c in cols)
             o, nx = (x["observation"] if keys == ["observation"] else x.to_dict() for x in (o, nx))
             ends = bool(term[0] | trunc[0])
-            run.truth[e].add(obs=o, act=a, next=nx, rew=r[0], term=term[0], trunc=trunc[0], ends=ends)
+            run.truth[e].add(
+                obs=o, act=a, next=nx, rew=r[0], term=term[0], trunc=trunc[0], ends=ends, info=info.to_dict()
+            )
         if t % 101 == 0 and not unb:  # a partial reset of env 0, in both
             mask = torch.arange(n) == 0
             run.truth[0].cut()
@@ -80,7 +95,7 @@ def record(make, n_steps, seed, actions):
 
 def check(run, want_term=True):
     n_term, n_trunc = run.ends()
-    assert run.compared >= 1000 and run.bad == 0
+    assert run.compared == run.infos_compared >= 1000 and run.bad == 0
     assert n_trunc > 0 and (n_term > 0) == want_term
     assert all(run.pops.values())
 
@@ -90,6 +105,17 @@ def test_serial_env_of_cartpoles():
     run = record(cartpoles, 350, seed=0, actions=lambda rng, n: torch.from_numpy(rng.integers(0, 2, n)))
     run.report("torchrl SerialEnv(3 CartPole) + StepCounter(15)")
     check(run)
+
+
+def test_step_count_as_info():
+    """Only ``"observation"`` observed: the ``StepCounter``'s ``step_count`` is each step's info."""
+    acts = lambda rng, n: torch.from_numpy(rng.integers(0, 2, n))  # noqa: E731
+    run = record(
+        cartpoles, 350, seed=4, actions=acts, observation_keys=["observation"], info_keys=["step_count"]
+    )
+    run.report("torchrl SerialEnv(3 CartPole) + StepCounter(15), step_count in infos")
+    check(run)
+    assert {int(s["info"]["step_count"]) for t in run.truth for s in t.steps} == set(range(1, 16))
 
 
 def test_unbatched_pendulum():

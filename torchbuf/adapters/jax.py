@@ -23,10 +23,24 @@ gymnasium's SAME_STEP:
   ``info["AutoResetWrapper_first_obs"]`` hold the *reset* observation). The final
   observations are then unknown: no ``final_obs`` is reported, and the buffer stores
   stand-ins (NaN) with a warning, never the reset observation.
+
+Each step's infos are the step's own ``state.metrics`` (``info["metrics"]``) and
+``state.info`` (``info["state_info"]``: ``truncation``, ``steps``, ``episode_metrics``
+and the env's own entries), read before the adapter's resets. Left out of
+``state_info``: the auto-reset wrappers' caches of the reset state (:data:`RESET_CACHES`,
+the reset observation and physics state, not the step's) and, with one warning naming
+the key, entries that are no array (a physics-state pytree). PRNG key arrays come as
+their raw ``uint32`` key data.
+
+The batch size is the ``num_envs`` argument, or the ``batch_size`` of a Brax
+``VmapWrapper`` in the env (``brax.envs.create(..., batch_size=N)``): only such an env
+can be given to ``VectorBufferingWrapper`` as it is. Any other JAX env has no batch
+size of its own; the wrapper then asks for ``JaxVectorEnv(env, num_envs=N)``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,6 +53,11 @@ from torchbuf.data.spaces import fit_space
 
 _AutoresetMode = getattr(gymnasium.vector, "AutoresetMode", None)
 SAME_STEP: Any = _AutoresetMode.SAME_STEP if _AutoresetMode is not None else "same_step"
+RESET_CACHES = frozenset(
+    {"first_obs", "first_pipeline_state", "AutoResetWrapper_first_obs", "AutoResetWrapper_first_data"}
+)
+"""``state.info`` keys of Brax's ``AutoResetWrapper`` and Playground's ``BraxAutoResetWrapper``
+that cache the reset state: not recorded as the step's infos."""
 
 
 def _chain(env: Any) -> list[Any]:
@@ -51,6 +70,27 @@ def _chain(env: Any) -> list[Any]:
 
 def _has_wrapper(env: Any, name: str) -> bool:
     return any(name in type(e).__name__ for e in _chain(env))
+
+
+def batch_size(env: Any) -> int | None:
+    """The ``batch_size`` of a Brax ``VmapWrapper`` in ``env`` (``envs.create(..., batch_size=N)``)."""
+    sizes = [getattr(e, "batch_size", None) for e in _chain(env) if "Vmap" in type(e).__name__]
+    return next((int(n) for n in sizes if n is not None), None)
+
+
+def _num_envs(env: Any, num_envs: int | None) -> int:
+    own = batch_size(env)
+    if num_envs is not None and own is not None and num_envs != own:
+        raise ValueError(f"num_envs={num_envs}, but the env's VmapWrapper has batch_size={own}")
+    n = own if num_envs is None else num_envs
+    if n is None:
+        raise ValueError(
+            f"a JAX env ({type(env).__name__}) has no batch size: wrap it as "
+            "JaxVectorEnv(env, num_envs=N), or create a Brax env with envs.create(..., batch_size=N)"
+        )
+    if n < 1:
+        raise ValueError(f"num_envs must be positive, got {n}")
+    return n
 
 
 def matches(env: Any) -> bool:
@@ -96,18 +136,22 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
     ``step`` returns ``(obs, rewards, terminated, truncated, info)``, all torch tensors
     sharing the jax buffers: obs of shape ``(N, ...)`` (a dict for dict observations),
     float rewards ``(N,)``, bool ``terminated`` / ``truncated`` ``(N,)``; ``info`` holds the
-    state's ``metrics`` and, where the adapter resets the envs itself, ``final_obs`` /
-    ``_final_obs``. Record it with ``VectorBufferingWrapper(JaxVectorEnv(env, n))``.
+    step's ``metrics`` and ``state_info`` and, where the adapter resets the envs itself,
+    ``final_obs`` / ``_final_obs``. Record it with
+    ``VectorBufferingWrapper(JaxVectorEnv(env, n))``.
 
     Args:
         env: A Brax ``Env`` or Playground ``MjxEnv``, unbatched (it is vmapped here) or
-            batched by a ``VmapWrapper`` (then called with a batch of keys).
-        num_envs: Number of envs N.
+            batched by a ``VmapWrapper`` (then called with a batch of keys, or with
+            one key where the wrapper has a ``batch_size``).
+        num_envs: Number of envs N. Default: the ``batch_size`` of the env's
+            ``VmapWrapper``.
         seed: Seed of the adapter's ``jax.random`` key stream (used by ``reset``
             without a seed and by the adapter's own resets).
 
     Raises:
-        ValueError: ``num_envs`` is not positive.
+        ValueError: ``num_envs`` is not positive, is not given for an env without a
+            batch size, or differs from the env's.
 
     Examples:
         Needs brax and jax, so it is not run by the doctests:
@@ -120,32 +164,32 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
 
     metadata: dict[str, Any] = {"autoreset_mode": SAME_STEP, "render_modes": []}
 
-    def __init__(self, env: Any, num_envs: int, *, seed: int = 0):
+    def __init__(self, env: Any, num_envs: int | None = None, *, seed: int = 0):
+        self.env, self.num_envs = env, _num_envs(env, num_envs)
         import jax
 
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be positive, got {num_envs}")
-        self.env, self.num_envs = env, num_envs
         self.env_resets = _has_wrapper(env, "AutoReset")  # the env's own auto-reset
         batched = _has_wrapper(env, "Vmap")
         reset: Callable[..., Any] = env.reset if batched else jax.vmap(env.reset)
+        if batch_size(env) is not None:  # the VmapWrapper splits one key into its batch
+            reset = _first_key(env.reset)
         step: Callable[..., Any] = env.step if batched else jax.vmap(env.step)
-        self._reset = jax.jit(reset)
+        self._reset = jax.jit(_strongly_typed(reset))
         self._step = jax.jit(_stepper(step, reset, not self.env_resets))
-        self._key = jax.random.PRNGKey(seed)
-        self._masked_reset = jax.jit(_masked(reset))
+        self._key = _committed_key(seed)
+        self._masked_reset = jax.jit(_strongly_typed(_masked(reset)))
         self.state: Any = None
         """The current jax state (after this adapter's or the env's resets)."""
         self.outputs: dict[str, Any] = {}
         """The last step's jax outputs: ``reward``, ``terminated``, ``truncated``, ``done``,
-        ``metrics`` and (where the adapter resets) ``final_obs``."""
+        ``metrics``, ``state_info`` and (where the adapter resets) ``final_obs``."""
         self.render_mode = None
         self.closed = False
         self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, (int(env.action_size),), np.float32)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        shapes = jax.eval_shape(reset, jax.random.split(self._key, num_envs))  # traced, not compiled
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        shapes = jax.eval_shape(reset, jax.random.split(self._key, self.num_envs))  # traced, not compiled
         self.single_observation_space = _space(shapes.obs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     def _keys(self) -> Any:
         import jax
@@ -165,13 +209,11 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
             ValueError: an unknown option, a mask of the wrong shape, or a partial
                 reset before the first full one.
         """
-        import jax
-
         unknown = set(options or {}) - {"reset_mask"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; only 'reset_mask' is supported")
         if seed is not None:
-            self._key = jax.random.PRNGKey(seed)
+            self._key = _committed_key(seed)
         mask = (options or {}).get("reset_mask")
         if mask is None:
             self.state = self._reset(self._keys())
@@ -204,7 +246,10 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
         acts_j = to_jax(acts) if isinstance(acts, torch.Tensor) else _numpy_to_jax(acts)
         self.state, out = self._step(self.state, acts_j, self._keys())
         self.outputs = out
-        info: dict[str, Any] = {"metrics": _tree_to_torch(out["metrics"])}
+        info: dict[str, Any] = {
+            "metrics": _tree_to_torch(out["metrics"]),
+            "state_info": _tree_to_torch(out["state_info"]),
+        }
         if "final_obs" in out:
             info["final_obs"] = _tree_to_torch(out["final_obs"])
             info["_final_obs"] = to_torch(out["done"])
@@ -214,6 +259,20 @@ class JaxVectorEnv(gymnasium.vector.VectorEnv):
     def close(self, **kwargs: Any) -> None:
         """Drops the state."""
         self.state, self.closed = None, True
+
+
+def _committed_key(seed: int) -> Any:
+    """A ``jax.random`` key committed to the default device.
+
+    A jitted call's compiled code depends on whether its inputs are committed to a
+    device. Keys made by ``PRNGKey`` are not, the states the step returns are: from an
+    uncommitted key stream the first state would differ from all later ones and the
+    step would compile twice. With the keys committed, every state is.
+    """
+    import jax
+
+    key = jax.random.PRNGKey(seed)
+    return jax.device_put(key, next(iter(key.devices())))
 
 
 def _numpy_to_jax(x: np.ndarray) -> Any:
@@ -248,6 +307,64 @@ def _where(mask: Any, new: Any, old: Any) -> Any:
         raise ValueError(f"the env's reset and step states differ in structure ({err})") from err
 
 
+def _first_key(reset: Callable[..., Any]) -> Callable[..., Any]:
+    def reset_batch(keys: Any) -> Any:
+        return reset(keys[0])
+
+    return reset_batch
+
+
+def _recordable(info: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """The arrays of a ``state.info`` (nested mappings kept), without the reset caches.
+
+    Runs while the step is traced: a leaf that is no array warns once, naming its key.
+    """
+    import jax
+
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        name = f"{path}{key}"
+        if key in RESET_CACHES:
+            continue
+        if isinstance(value, Mapping):
+            out[key] = _recordable(value, name + "/")
+        elif isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            out[key] = jax.random.key_data(value)
+        elif isinstance(value, (jax.Array, np.ndarray)):
+            out[key] = value
+        else:
+            warnings.warn(
+                f"JaxVectorEnv: state.info[{name!r}] ({type(value).__name__}) is no array: not recorded",
+                stacklevel=2,
+            )
+    return out
+
+
+def _strong(tree: Any) -> Any:
+    """The state with no weakly typed array (same dtypes, same values).
+
+    Brax's ``EpisodeWrapper`` returns some ``info`` entries and ``done`` weakly typed
+    from ``step`` but not from ``reset``: fed back, they would make jax compile the
+    step a second time. Every state the adapter keeps is strongly typed instead.
+    """
+    import jax
+    from jax import lax
+
+    def strong(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return lax.convert_element_type(x, x.dtype)
+        return x
+
+    return jax.tree.map(strong, tree)
+
+
+def _strongly_typed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def typed(*args: Any) -> Any:
+        return _strong(fn(*args))
+
+    return typed
+
+
 def _masked(reset: Callable[..., Any]) -> Callable[..., Any]:
     def masked(state: Any, keys: Any, mask: Any) -> Any:
         return _where(mask, reset(keys), state)
@@ -270,11 +387,12 @@ def _stepper(step: Callable[..., Any], reset: Callable[..., Any], own_reset: boo
             "truncated": trunc,
             "done": done,
             "metrics": nxt.metrics,
+            "state_info": _recordable(nxt.info),
         }
         if not own_reset:
-            return nxt, out
+            return _strong(nxt), out
         out["final_obs"] = nxt.obs
         after = jax.lax.cond(jnp.any(done), lambda: _where(done, reset(keys), nxt), lambda: nxt)
-        return after, out
+        return _strong(after), out
 
     return run

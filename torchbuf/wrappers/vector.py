@@ -43,8 +43,11 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
 
     Args:
         env: The vector env: a gymnasium ``VectorEnv``, envpool, a torch-native env,
-            an Isaac Lab / mjlab manager-based env or an rsl_rl ``VecEnv`` (each of
-            the last two through its adapter, see :mod:`torchbuf.adapters.detect`).
+            a torchrl ``EnvBase``, a Brax env with a batch size
+            (``envs.create(..., batch_size=N)``), an Isaac Lab / mjlab manager-based
+            env or an rsl_rl ``VecEnv`` (each of the last four through its adapter,
+            see :mod:`torchbuf.adapters.detect`; any other Brax / Playground env as
+            ``JaxVectorEnv(env, num_envs=N)``).
         error_on_premature_reset: Error if a full ``reset()`` would discard
             transitions recorded since the last pop.
         device: Storage device. Default: the device of the env's tensors, or CPU
@@ -55,11 +58,12 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         autoreset_mode: Override the env's declared mode (``"next_step"``,
             ``"same_step"``, ``"disabled"``).
         api: The env's API where detection by duck type cannot be sure
-            (``"gymnasium"``, ``"isaaclab"``, ``"rsl_rl"``). Default: detected.
+            (``"gymnasium"``, ``"torchrl"``, ``"jax"``, ``"isaaclab"``, ``"rsl_rl"``).
+            Default: detected.
 
     Raises:
-        ValueError: the env's autoreset mode is unknown or undeclared, or ``api``
-            is unknown.
+        ValueError: the env's autoreset mode is unknown or undeclared, ``api`` is
+            unknown, or ``env`` is a JAX env without a batch size.
 
     Examples:
         >>> import gymnasium as gym
