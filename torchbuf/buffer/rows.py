@@ -69,7 +69,6 @@ class Rows:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
 
-
     def _put_host(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
         host = self.host
         assert host is not None
