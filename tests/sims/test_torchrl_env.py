@@ -144,3 +144,13 @@ def test_spaces_and_matches():
     assert info["final_obs"]["step_count"].shape == (2, 1)
     assert isinstance(venv.root, TensorDict)
     env.close()
+
+
+def test_closing_after_the_torchrl_env_was_closed_is_quiet():
+    """The caller may close the torchrl env itself; the adapter's close (and __del__) then leaves it."""
+    env = cartpoles(2)
+    venv = TorchRLVectorEnv(env)
+    venv.reset(seed=0)
+    env.close()
+    venv.close()  # torchrl's batched envs raise "trying to close a closed environment" on a second close
+    assert venv.closed and env.is_closed

@@ -183,7 +183,7 @@ class TorchRLVectorEnv(gymnasium.vector.VectorEnv):
         return self._obs(self.root), rews, self._flag(nxt, "terminated"), self._flag(nxt, "truncated"), info
 
     def close(self, **kwargs: Any) -> None:
-        """Closes the torchrl env."""
-        if not self.closed:
+        """Closes the torchrl env, unless it is closed already (by its caller, say)."""
+        if not self.closed and not getattr(self.env, "is_closed", False):
             self.env.close()
         self.closed = True
