@@ -397,6 +397,5 @@ def expert_policy(env_id: str) -> Policy:
 
 def random_policy_for(config: JobConfig, seed: int) -> Policy:
     """Random actions for the config's env."""
-    if config.sim:
-        return sim.sim_random_policy(config.env_id, seed)
-    return random_policy(env_spaces(config.env_id)[1], config.rollout_envs, seed)
+    space = sim.SIM_TASKS[config.env_id].action_space if config.sim else env_spaces(config.env_id)[1]
+    return random_policy(space, config.rollout_envs, seed)

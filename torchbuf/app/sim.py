@@ -45,7 +45,6 @@ __all__ = [
     "require_simulator",
     "sim_bc_policy",
     "sim_expert",
-    "sim_random_policy",
 ]
 
 SIM_PREFIX = "mjlab:"
@@ -66,7 +65,7 @@ class SimTask:
         expert: The scripted expert, from the policy group's tensor to actions.
         group: The observation group the expert and the BC policy read.
         act_dim: Action dimensions.
-        act_low: Low end of the random policy's uniform actions (the actuator's range).
+        act_low: Low end of the actuator's range (the random policy's uniform actions).
         act_high: High end of it.
     """
 
@@ -75,6 +74,11 @@ class SimTask:
     act_dim: int = 1
     act_low: float = -1.0
     act_high: float = 1.0
+
+    @property
+    def action_space(self) -> gym.spaces.Box:
+        """One env's actions: ``act_dim`` efforts in ``[act_low, act_high]``."""
+        return gym.spaces.Box(self.act_low, self.act_high, (self.act_dim,), np.float32)
 
 
 SIM_TASKS = {"mjlab:Mjlab-Cartpole-Balance": SimTask(lqr_cartpole_balance)}
@@ -142,25 +146,9 @@ def sim_expert(env_id: str) -> Callable[[Obs], Any]:
     return lambda obs: task.expert(obs[task.group])  # type: ignore[index]
 
 
-def sim_random_policy(env_id: str, seed: int) -> Callable[[Obs], Any]:
-    """Uniform actions in the task's actuator range, seeded, on the observations' device."""
-    task = SIM_TASKS[env_id]
-    generators: dict[torch.device, torch.Generator] = {}
-
-    def act(obs: Obs) -> torch.Tensor:
-        device = obs.device or torch.device("cpu")
-        if device not in generators:
-            generators[device] = torch.Generator(device).manual_seed(seed)
-        u = torch.rand(obs.shape[0], task.act_dim, generator=generators[device], device=device)
-        return task.act_low + (task.act_high - task.act_low) * u
-
-    return act
-
-
 def sim_bc_policy(env_id: str, trajs: Sequence[TrajectoryWithRew]) -> nn.Module:
     """The BC policy for the task: :func:`mlp_policy` on the policy group, sized by the recording."""
     task = SIM_TASKS[env_id]
     obs_dim = int(trajs[0].obs[task.group].shape[-1])  # type: ignore[index]
     obs_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-    act_space = gym.spaces.Box(task.act_low, task.act_high, (task.act_dim,), np.float32)
-    return GroupPolicy(task.group, mlp_policy(obs_space, act_space))
+    return GroupPolicy(task.group, mlp_policy(obs_space, task.action_space))

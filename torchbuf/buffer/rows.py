@@ -44,14 +44,12 @@ class Rows:
 
     def put(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
         """Writes ``value`` (one row per index) at flat slots ``index``."""
-        if isinstance(value, np.ndarray) or isinstance(index, np.ndarray):  # the CPU route's host data
-            if self.host is not None:
-                self._put_host(index, value)
-                return
-            index, value = torch.as_tensor(index), torch.as_tensor(value)
-        if self.host is not None and value.device.type == "cpu":
+        if self.host is not None and (isinstance(value, np.ndarray) or value.device.type == "cpu"):
             self._put_host(index, value)
-        elif self.wide is None:
+            return
+        if isinstance(index, np.ndarray) or isinstance(value, np.ndarray):  # host data, a device leaf
+            index, value = torch.as_tensor(index), torch.as_tensor(value)
+        if self.wide is None:
             self.leaf.index_put_((index,), value)
         else:
             value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
