@@ -73,7 +73,7 @@ class RawFloor:
 class EnvAlone:
     """The env's own step."""
 
-    def __init__(self, env: TorchCartPole, window: int):
+    def __init__(self, env: TorchCartPole):
         self.env = env
         env.reset(seed=0)
 
@@ -88,7 +88,7 @@ class EnvAlone:
 class Torchbuf:
     """``VectorBufferingWrapper`` over the env, popped after each window."""
 
-    def __init__(self, env: TorchCartPole, window: int, keep_infos: bool):
+    def __init__(self, env: TorchCartPole, keep_infos: bool):
         self.venv = VectorBufferingWrapper(env, keep_infos=keep_infos)
         self.venv.reset(seed=0)
 
@@ -131,9 +131,9 @@ def measure(n_envs: int, args: argparse.Namespace) -> dict[str, Any]:
         return TorchCartPole(n_envs, device=device, seed=0, max_episode_steps=args.episode)
 
     ways = {
-        "env": EnvAlone(env(), args.window),
+        "env": EnvAlone(env()),
         "raw": RawFloor(env(), args.window),
-        "torchbuf": Torchbuf(env(), args.window, args.keep_infos),
+        "torchbuf": Torchbuf(env(), args.keep_infos),
     }
     for way in ways.values():  # the first window allocates and grows storage: not timed
         time_window(way, actions, args.window)
