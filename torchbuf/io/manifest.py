@@ -100,6 +100,8 @@ class _Checker:
         return CorruptSaveError(f"{self.where}: malformed manifest: {entry} {what}")
 
     def get(self, mapping: dict, key: str, kind: type | tuple[type, ...], entry: str) -> Any:
+        if not isinstance(mapping, dict):
+            raise self.fail(entry, f"is a {type(mapping).__name__}, not a mapping")
         if key not in mapping:
             raise self.fail(entry, f"has no {key!r}")
         value = mapping[key]
