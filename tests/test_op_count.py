@@ -20,7 +20,7 @@ from tests.synccount import count_ops
 from torchbuf import VectorBufferingWrapper
 from torchbuf.envs import TorchCartPole
 
-OPS_PER_STEP = 13
+OPS_PER_STEP = 8
 """The budget: what a full-batch step issues today. Lower it when a change saves ops."""
 
 N_ENVS = (1, 8, 256, 4096)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.checkpoint_v1 import DATA, KINDS, finish, make, scenario
+from tests.checkpoint_v1 import CASES, DATA, finish, make, scenario
 from torchbuf import io
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_first_layout_checkpoint_resumes_as_the_run_that_wrote_it(kind):
-    assert (DATA / kind / "data" / "storage" / "ep_len.memmap").exists(), "not a first-layout checkpoint"
-    wrapper, truth = make(kind)
-    scenario(kind, wrapper, truth)
-    io.load_checkpoint(DATA / kind, wrapper)  # the same state, in the first layout
-    finish(wrapper, truth)
-
+@pytest.mark.parametrize("case", CASES)
+def test_a_first_layout_checkpoint_resumes_as_the_run_that_wrote_it(case):
+    assert (DATA / case / "data" / "storage" / "ep_len.memmap").exists(), "not a first-layout checkpoint"
+    wrapper, truth = make(case)
+    scenario(case, wrapper, truth)
+    io.load_checkpoint(DATA / case, wrapper)  # the same state, in the first layout
+    finish(case, wrapper, truth)

@@ -33,27 +33,40 @@ class Rows:
     view. Every route moves exactly the bytes ``index_put_`` would.
     """
 
-    def __init__(self, key: Any, leaf: torch.Tensor):
+    def __init__(self, key: Any, leaf: torch.Tensor, shifts: int = 1):
         self.key, self.leaf = key, leaf
-        self.host = leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype != torch.bfloat16 else None
+        self.host = host_view(leaf)
         row_bytes = leaf[0].numel() * leaf.element_size() if leaf.shape[0] else 0
         wide = [d for d in (torch.int64, torch.int32) if row_bytes >= 32 and row_bytes % d.itemsize == 0]
         self.wide_dtype = wide[0] if wide else None
         self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
         self.slots = _one_element_per_row(self.host)
+        self.shifts = max(1, min(shifts, leaf.shape[0]))
+        target = self.leaf if self.wide is None else self.wide
+        self._shifted: list[torch.Tensor] = []
+        if self.host is None:  # made once: slicing in a step would be one more op
+            self._shifted = [target[k:] for k in range(self.shifts)]
 
-    def put(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
-        """Writes ``value`` (one row per index) at flat slots ``index``."""
+    def put(self, index: Index, value: torch.Tensor | np.ndarray, shift: int = 0) -> None:
+        """Writes ``value`` (one row per index) at flat slots ``index + shift``.
+
+        ``shift`` (below ``self.shifts``) selects a view of the slots that starts
+        ``shift`` slots later, so the storage adds a host offset to a device index
+        without a device op.
+        """
         if self.host is not None and (isinstance(value, np.ndarray) or value.device.type == "cpu"):
-            self._put_host(index, value)
+            self._put_host(index, value, shift)
             return
         if isinstance(index, np.ndarray) or isinstance(value, np.ndarray):  # host data, a device leaf
             index, value = torch.as_tensor(index), torch.as_tensor(value)
+        target = (
+            self._shifted[shift] if self._shifted else (self.leaf if self.wide is None else self.wide)[shift:]
+        )
         if self.wide is None:
-            self.leaf.index_put_((index,), value)
+            target.index_put_((index,), value)
         else:
             value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
-            self.wide.index_put_((index,), value.view(self.wide_dtype))  # type: ignore[arg-type]
+            target.index_put_((index,), value.view(self.wide_dtype))  # type: ignore[arg-type]
 
     def take(self, index: torch.Tensor) -> torch.Tensor:
         """Reads the rows at flat slots ``index`` (a copy)."""
@@ -67,16 +80,23 @@ class Rows:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
 
-    def _put_host(self, index: Index, value: torch.Tensor | np.ndarray) -> None:
-        host = self.host
+    def _put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int) -> None:
+        host, slots = self.host, self.slots
         assert host is not None
+        if shift:
+            host, slots = host[shift:], None if slots is None else slots[shift:]
         at = index.numpy() if isinstance(index, torch.Tensor) else index
         data = value.numpy() if isinstance(value, torch.Tensor) else value
-        if self.slots is None or data.shape != (len(at), *host.shape[1:]):  # 1-D, or broadcast
+        if slots is None or data.shape != (len(at), *host.shape[1:]):  # 1-D, or broadcast
             host[at] = data
             return
         rows = np.ascontiguousarray(data, dtype=host.dtype)  # the cast host[at] = data makes
-        self.slots[at] = rows.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
+        slots[at] = rows.reshape(len(at), -1).view(slots.dtype).reshape(-1)
+
+
+def host_view(leaf: torch.Tensor) -> np.ndarray | None:
+    """A numpy view of a CPU leaf's memory (the host route of :class:`Rows`), or ``None``."""
+    return leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype != torch.bfloat16 else None
 
 
 def _one_element_per_row(host: np.ndarray | None) -> np.ndarray | None:

@@ -1,6 +1,6 @@
 """Pops as segments: contiguous runs of slots, one per trajectory, cut at the marks.
 
-The storage reads its episode marks and cursors to the host; :func:`cut_segments`
+The storage reads its run ends and cursors to the host; :func:`cut_segments`
 turns them into the runs a pop gathers, without a loop over envs.
 """
 
@@ -31,27 +31,34 @@ class Segments:
         return len(self.env)
 
 
-def cut_segments(marks: np.ndarray, cursors: np.ndarray, finished_only: bool) -> tuple[Segments, np.ndarray]:
-    """Cuts each row's unpopped slots at the episode ends and cuts in ``marks``.
+def cut_segments(
+    kinds: np.ndarray, cursors: np.ndarray, carry: np.ndarray, finished_only: bool
+) -> tuple[Segments, np.ndarray]:
+    """Cuts each row's unpopped slots at the run ends in ``kinds``.
 
-    Vectorised over all rows: a run ends at each mark, the next starts one slot
-    after it; a row's running episode is the run from its last mark to its cursor.
+    Vectorised over all rows: a run ends at each marked slot, the next starts one
+    slot after it; a row's running episode is the run from its last mark to its
+    cursor. A run that ends in a terminal slot reports its episode's length: its
+    actions, plus the row's carried steps when it starts at the row's first slot.
 
     Args:
-        marks: Each row's ``ep_len`` marks of its unpopped slots (0 where none).
+        kinds: Each row's unpopped slots: 2 where a terminal observation ends a run,
+            1 where a cut does, 0 elsewhere.
         cursors: Each row's cursor.
+        carry: Steps each row's episode at its first slot made before that slot.
         finished_only: Leave out the running episodes.
 
     Returns:
         The runs with at least one action, and per row the slot where the
         unpopped rest begins.
     """
-    env, end = np.nonzero(marks)  # row-major: env by env, in time order
+    env, end = np.nonzero(kinds)  # row-major: env by env, in time order
     new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
     first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
     keep_from = np.zeros(len(cursors), dtype=np.int64)
     np.maximum.at(keep_from, env, end + 1)  # one past each row's last mark
-    parts = [(env, first, end, np.maximum(marks[env, end], 0))]
+    length = end - first + np.where(first == 0, carry[env], 0)
+    parts = [(env, first, end, np.where(kinds[env, end] == 2, length, 0))]
     if not finished_only:
         rows = np.flatnonzero(cursors > keep_from)
         parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))

@@ -1,20 +1,24 @@
 """Preallocated per-env slot streams on the device.
 
 Each env owns one row of slots. Slot ``cur[e]`` holds the observation the env's next
-action applies to; every step writes the action, reward and flags into that slot and
-the next observation into the slot after it. Where an episode ends, the slot after
-the transition holds the terminal observation (and the episode's length in
-``ep_len``), and the reset observation goes one slot further. Observations are thus
-stored once: a transition's ``next_obs`` is the following slot. A row reset in the
-middle of an episode gets a *cut* mark (``ep_len == -1``) on its last observation.
+action applies to; every step writes the action, reward and done flags into that slot
+and the next observation into the slot after it. Where an episode ends, the slot after
+the transition holds the terminal observation, and the reset observation goes one slot
+further. Observations are thus stored once: a transition's ``next_obs`` is the
+following slot. A slot *ends a run* (no transition starts there) where the slot
+before it is done (a terminal observation) or its ``cut`` flag is set (a row reset in
+the middle of an episode: the fragment's last observation). Episode lengths are read
+from the flags at pop time; the steps each row's running episode made before its
+first slot are carried across pops (``ep_carry``).
 
 The storage sees tensors only, never an env. The host keeps two counts per row that
 it knows without reading the device: the number of unpopped transitions (exact unless
 a step's active rows were only known on the device) and an upper bound on the cursor,
 which decides growth. Column ``capacity`` is a trash column that absorbs the writes
 of rows that have nothing to write, so no step needs a data-dependent branch. Each
-row's cursor is kept as a flat slot index, the index the step writes at, so a step
-computes no slot index from a row and a column.
+row's cursor is kept as a flat slot index, less the number of full-batch steps since
+it was last rebased (``shift``): a full-batch step writes through views of the slots
+that start ``shift`` slots later, so its only index arithmetic is ``cursor + done``.
 """
 
 from __future__ import annotations
@@ -23,17 +27,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 
+from torchbuf.buffer.checkpoint import StorageState
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.rows import Index, Rows, add_rows, alloc, check_fits, get_rows, ranges, spec
 from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.data.types import Obs
 
 _STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
+_FLAGS = ("terminated", "truncated", "cut")
+_SHIFTS = 1024
+"""Full-batch steps between rebases of the cursors (views made per field leaf)."""
 
 
-class SlotStorage:
+class SlotStorage(StorageState):
     """Per-env slot streams in one preallocated TensorDict.
 
     Args:
@@ -52,8 +60,9 @@ class SlotStorage:
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
-        self._pos = self._base.clone()  # each row's cursor, as a flat slot index
-        self._ep_t = torch.zeros(n_envs, dtype=torch.int32, device=self.device)
+        self._pos = self._base.clone()  # each row's cursor as a flat slot index, less _shift
+        self._shift = 0
+        self._ep_carry = torch.zeros(n_envs, dtype=torch.int64, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
         self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
@@ -72,14 +81,14 @@ class SlotStorage:
         if self.data is None or not self._obs_matches(obs):
             check_fits(obs, self.n_envs, self.capacity + 1, self.device)
             self.data = TensorDict(
-                {"obs": alloc(obs, self.n_envs, self.capacity + 1), "ep_len": self._zeros(torch.int32)},
+                {"obs": alloc(obs, self.n_envs, self.capacity + 1), "cut": self._zeros(torch.bool)},
                 batch_size=[self.n_envs, self.capacity + 1],
                 device=self.device,
             )
             self._refresh_views()
-        self.data["ep_len"].zero_()
-        self._pos = self._base.clone()
-        self._ep_t.zero_()
+        self._clear_flags(self.capacity + 1)
+        self._pos, self._shift = self._base.clone(), 0
+        self._ep_carry.zero_()
         self._awaiting.fill_(awaiting)
         self.counts_exact = True
         self.n_unpopped[:] = 0
@@ -99,25 +108,21 @@ class SlotStorage:
             env_ids: Host indices of the ``n`` rows, or ``None`` for all rows.
         """
         assert self.data is not None, "start() first"
+        self._rebase()
         self._bound[slice(None) if env_ids is None else env_ids] += 1
         self._ensure_capacity()
         rows = self._rows if env_ids is None else torch.as_tensor(env_ids, device=self.device)
         base, awaiting = self._base[rows], self._awaiting[rows]
         cur = self._pos[rows] - base
         cut = mask & ~awaiting
-        self.data["ep_len"][rows, torch.where(cut, cur, self.capacity)] = -1
+        self.data["cut"][rows, torch.where(cut, cur, self.capacity)] = True
         at = cur + cut
         self._put("obs", torch.where(mask, base + at, base + self.capacity), obs)
-        self.data["ep_len"][rows, torch.where(mask, at, self.capacity)] = 0
         self._pos[rows] = base + at
-        self._ep_t[rows] = torch.where(mask, 0, self._ep_t[rows])
         self._awaiting[rows] = awaiting & ~mask
 
     def write(self, rec: StepRecord) -> None:
         """Writes one step of the envs in ``rec`` at their cursors.
-
-        Every env is written at once through flat slot indices. Where the host
-        knows that no episode ended in the step, the episode bookkeeping is skipped.
 
         Args:
             rec: The step, on the storage device.
@@ -126,8 +131,12 @@ class SlotStorage:
         if "acts" not in self._flat:
             self._alloc_step_fields(rec)
         self._count_on_host(rec)
+        if rec.env_ids is None and rec.active is None and rec.dones_host is None:
+            self._write_full_batch(rec)
+            return
+        self._rebase()
         on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
-        pos, ep_t = (self._pos.numpy(), self._ep_t.numpy()) if on_host else (self._pos, self._ep_t)
+        pos = self._pos.numpy() if on_host else self._pos
         rows: Any = rec.env_ids  # host ids on the CPU route, else a tensor
         if rows is not None and not on_host:
             rows = torch.as_tensor(rows, device=self.device)
@@ -140,20 +149,41 @@ class SlotStorage:
         nxt = here + 1 if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, pos, ep_t, rows, nxt, steps)
+            self._ends_on_host(rec, pos, rows, nxt, steps)
         else:
-            self._ends_on_device(rec, rows, nxt, steps, trash)
+            self._ends_on_device(rec, rows, nxt, steps)
 
-    def _ends_on_host(self, rec: StepRecord, pos: Any, ep_t: Any, rows: Any, nxt: Any, steps: Any) -> None:
+    def _write_full_batch(self, rec: StepRecord) -> None:
+        """Every row steps, episode ends known only on the device: eight ops, no sync.
+
+        The fields go to each row's cursor slot; the final observations to the next
+        slot of every row, and the step's observations to next slot + ``done`` after
+        them, so that a running row's observation overwrites its final one (ops on
+        one device stream run in order) and an ended row's reset observation lands
+        one slot further.
+        """
+        if self._shift + 1 >= _SHIFTS or self._shift + 1 >= self.capacity:
+            self._rebase()
+        k, pos = self._shift, self._pos
+        for name in _STEP_FIELDS:
+            self._put(name, pos, getattr(rec, name), k)
+        done = rec.terminated | rec.truncated
+        self._put("obs", pos, rec.obs if rec.final_in_obs or rec.final_obs is None else rec.final_obs, k + 1)
+        self._pos, self._shift = pos + done, k + 1
+        if rec.final_in_obs:
+            self._awaiting = self._awaiting | done
+        else:
+            self._put("obs", self._pos, rec.obs, k + 1)
+
+    def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any) -> None:
         """Episode ends the host knows: every row written once, the ended rows again.
 
-        ``pos``, ``ep_t``, ``rows`` and ``nxt`` are tensors, or on the CPU numpy
-        views of the cursors' and episode steps' memory and host indices, so that
-        a full-batch step makes no torch call for its bookkeeping.
+        ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
+        cursors' memory and host indices, so that a full-batch step makes no torch
+        call for its bookkeeping.
         """
         assert rec.dones_host is not None
         self._put("obs", nxt, rec.obs)
-        add_rows(ep_t, rows, steps)
         add_rows(pos, rows, steps)
         if not rec.dones_host.any():
             return
@@ -167,40 +197,29 @@ class SlotStorage:
             ended_final = rec.final_obs if rec.final_rows is not None else rec.final_obs[at_step]
             self._put("obs", final, ended_final)
             self._put("obs", final + 1, rec.obs[at_step])
-        self._put("ep_len", final, ep_t[at_row])
-        ep_t[at_row] = 0
         pos[at_row] += 1
         if rec.final_in_obs:
             self._awaiting[at_row] = True
 
     def _ends_on_device(
-        self,
-        rec: StepRecord,
-        rows: torch.Tensor | None,
-        nxt: torch.Tensor,
-        steps: Any,
-        trash: torch.Tensor,
+        self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
     ) -> None:
-        """Episode ends known only on the device: full-batch writes, no sync.
+        """Episode ends known only on the device, some rows stepping: no sync.
 
-        An ended row's terminal slot is ``nxt`` and its reset observation goes one
-        slot further; a running row writes its terminal-slot values to the trash
-        column. Slots past a cursor hold no mark, so running rows write none.
+        As in :meth:`_write_full_batch`, the final observations go to the next
+        slot and the step's observations to next slot + ``done`` after them; an
+        inactive row's next slot is the trash column.
         """
         done = rec.terminated | rec.truncated
         if rec.active is not None:
             done = done & rec.active
-        ended_at = torch.where(done, nxt, trash)
         reset_at = nxt + done
         if rec.final_in_obs:
             self._put("obs", nxt, rec.obs)
             self._awaiting = _set(self._awaiting, rows, get_rows(self._awaiting, rows) | done)
         else:
+            self._put("obs", nxt, rec.obs if rec.final_obs is None else rec.final_obs)
             self._put("obs", reset_at, rec.obs)
-            self._put("obs", ended_at, rec.obs if rec.final_obs is None else rec.final_obs)
-        ep_t = get_rows(self._ep_t, rows) + steps
-        self._put("ep_len", ended_at, ep_t)
-        self._ep_t = _set(self._ep_t, rows, ep_t.masked_fill_(done, 0))
         if rec.active is None:
             self._pos = _set(self._pos, rows, reset_at)
         else:  # an inactive row's nxt is the trash column: its cursor stays
@@ -237,12 +256,26 @@ class SlotStorage:
             self._grow(top + 2)
         self._slack = self.capacity - 2 - top  # a full-batch step uses at most 2 of them
 
+    def _rebase(self) -> None:
+        """Folds the shift into the cursors (one op), for the steps and pops that index them."""
+        if self._shift:
+            self._pos, self._shift = self._pos + self._shift, 0
+
     @property
     def _cur(self) -> torch.Tensor:
         """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
-        return self._pos - self._base
+        return self._pos + self._shift - self._base
 
     # ------------------------------------------------------------------ reading
+    def _marks(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which of each row's first ``width`` slots end a run, and which of those are terminal."""
+        assert self.data is not None
+        flags = self.data[:, :width]
+        done = flags["terminated"] | flags["truncated"]
+        terminal = torch.zeros_like(done)
+        terminal[:, 1:] = done[:, :-1]
+        return terminal | flags["cut"], terminal
+
     def take_transitions(self) -> TensorDict:
         """Pops every unpopped transition, env by env in time order.
 
@@ -255,9 +288,13 @@ class SlotStorage:
             truncated``, batch ``(n,)``; a copy, never a view.
         """
         assert self.data is not None and "acts" in self.data
+        self._rebase()
         width = int(self._bound.max())
+        cur = self._cur
         col = torch.arange(width, device=self.device)
-        is_tr = (self.data["ep_len"][:, :width] == 0) & (col < self._cur[:, None])
+        ends, _ = self._marks(width)
+        ends &= col < cur[:, None]
+        is_tr = ~ends & (col < cur[:, None])
         if not self.counts_exact:
             self.n_unpopped = is_tr.sum(1).cpu().numpy()
         counts = self.n_unpopped
@@ -269,15 +306,17 @@ class SlotStorage:
         index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
         index.scatter_(0, target.flatten(), slot.flatten())
         out = self._gather(index[:n], index[:n] + 1)
+        last = torch.where(ends, col, -1).amax(1)  # each row's last run end
+        self._ep_carry = torch.where(last >= 0, cur - last - 1, self._ep_carry + cur)
         self._restart_at_cursor()
         return out
 
     def take_segments(self, finished_only: bool) -> tuple[Segments, Obs, TensorDict]:
         """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
 
-        Reads the marks of the unpopped slots and the cursors to the host: one
-        synchronisation, of ``n_envs`` x (slots since the last pop) integers, never
-        of observation data.
+        Reads the marks of the unpopped slots, the cursors and the carried episode
+        steps to the host: one synchronisation, of ``n_envs`` x (slots since the
+        last pop) small integers, never of observation data.
 
         Args:
             finished_only: Keep the running episodes' slots unpopped.
@@ -288,18 +327,27 @@ class SlotStorage:
             segments concatenated (``last - first`` slots each).
         """
         assert self.data is not None and "acts" in self.data
+        self._rebase()
         width = int(self._bound.max()) + 1
+        cur = self._cur
         col = torch.arange(width, device=self.device)
-        marks = torch.where(col < self._cur[:, None], self.data["ep_len"][:, :width], 0)
-        host = torch.cat([marks, self._cur[:, None]], 1).cpu().numpy()
-        segments, keep_from = cut_segments(host[:, :-1], host[:, -1], finished_only)
+        ends, terminal = self._marks(width)
+        kind = torch.where(col < cur[:, None], ends.long() + terminal.long(), 0)  # 2 terminal, 1 cut
+        host = torch.cat([kind, cur[:, None], self._ep_carry[:, None]], 1).cpu().numpy()
+        cursors, carry = host[:, -2], host[:, -1]
+        segments, keep_from = cut_segments(host[:, :-2], cursors, carry, finished_only)
+        started = keep_from > 0  # the running episode began in these slots
         if finished_only:
-            self.n_unpopped = np.maximum(host[:, -1] - keep_from, 0)
+            self.n_unpopped = np.maximum(cursors - keep_from, 0)
             self.counts_exact = True
+            carry = np.where(started, 0, carry)
+        else:
+            carry = np.where(started, cursors - keep_from, carry + cursors)
         start = segments.env * (self.capacity + 1) + segments.first
         n_acts = segments.last - segments.first
         obs = self._take("obs", self._index(ranges(start, n_acts + 1)))
         steps = self._take_fields(_STEP_FIELDS, self._index(ranges(start, n_acts)))
+        self._ep_carry = self._index(carry)
         if finished_only:
             self._keep_from(keep_from)
         else:
@@ -316,11 +364,18 @@ class SlotStorage:
         out.set("next_obs", self._take("obs", next_index))
         return out
 
+    def _clear_flags(self, upto: int) -> None:
+        """Zeroes the done and cut flags of each row's first ``upto`` slots (slots to reuse)."""
+        assert self.data is not None
+        for name in _FLAGS:
+            if name in self.data.keys():  # noqa: SIM118 (a TensorDict's keys are not its rows)
+                self.data[name][:, :upto].zero_()
+
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
         self._put("obs", self._base, self._take("obs", self._pos))
-        self.data["ep_len"][:, : int(self._bound.max()) + 2].zero_()
+        self._clear_flags(min(int(self._bound.max()) + 2, self.capacity + 1))
         self._pos = self._base.clone()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
@@ -335,12 +390,14 @@ class SlotStorage:
         self.data[:, :width] = self.data[self._rows[:, None], cols]
         self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
         upto = min(int(self._bound.max()) + 2, self.capacity + 1)
-        col = torch.arange(upto, device=self.device)
-        self.data["ep_len"][:, :upto].masked_fill_(col >= self._cur[:, None], 0)
+        stale = torch.arange(upto, device=self.device) >= self._cur[:, None]
+        for name in _FLAGS:
+            self.data[name][:, :upto].masked_fill_(stale, False)
         self._bound = self.n_unpopped.copy()
 
     def _grow(self, needed: int) -> None:
         assert self.data is not None
+        self._rebase()
         capacity, cur = max(2 * self.capacity, needed), self._cur
         grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
         grown[:, : self.capacity] = self.data[:, : self.capacity]
@@ -370,19 +427,20 @@ class SlotStorage:
         """Flat ``(n_envs * (capacity + 1), ...)`` views of every field's leaves, for the writes."""
         assert self.data is not None
         flat = self.data.reshape(-1)
+        shifts = min(_SHIFTS, self.capacity)
         self._flat = {}
         for name in flat.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
             assert isinstance(name, str)
             field = flat[name]
             leaves = [(None, field)] if isinstance(field, torch.Tensor) else field.items(True, True)
-            self._flat[name] = [Rows(key, leaf) for key, leaf in leaves]
+            self._flat[name] = [Rows(key, leaf, 1 if name == "cut" else shifts) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
         self._trash = self._base + self.capacity
 
-    def _put(self, name: str, index: Index, value: Obs | np.ndarray) -> None:
-        """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index``."""
+    def _put(self, name: str, index: Index, value: Obs | np.ndarray, shift: int = 0) -> None:
+        """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index + shift``."""
         for rows in self._flat[name]:
-            rows.put(index, value if rows.key is None else value.get(rows.key))  # type: ignore[union-attr]
+            rows.put(index, value if rows.key is None else value.get(rows.key), shift)  # type: ignore[union-attr]
 
     def _take(self, name: str, index: torch.Tensor) -> Obs:
         """Reads field ``name`` at flat slot ``index`` (a copy): a tensor, or a TensorDict."""
@@ -413,77 +471,6 @@ class SlotStorage:
                 and (obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype)
             )
         return spec(obs, 1) == spec(stored, 2)
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """The unpopped state: live slots, cursors and host counts.
-
-        Only the slots up to the host bound on the cursors are kept (the rest of
-        each row holds nothing unpopped). Tensors are views of the storage, on its
-        device: copy or save them before the next step.
-
-        Returns:
-            A dict with ``n_envs``, ``capacity``, ``data`` (a TensorDict of batch
-            ``(n_envs, width)``, or ``None`` before the first start), ``cur``,
-            ``ep_t``, ``awaiting`` (tensors of shape ``(n_envs,)``) and the host
-            values ``counts_exact``, ``n_unpopped``, ``bound``.
-        """
-        width = int(self._bound.max()) + 1
-        return {
-            "n_envs": self.n_envs,
-            "capacity": self.capacity,
-            "data": None if self.data is None else self.data[:, :width],
-            "cur": self._cur,
-            "ep_t": self._ep_t,
-            "awaiting": self._awaiting,
-            "counts_exact": self.counts_exact,
-            "n_unpopped": self.n_unpopped.copy(),
-            "bound": self._bound.copy(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`state_dict` (possibly saved from another device).
-
-        Args:
-            state: What :meth:`state_dict` returned.
-
-        Raises:
-            ValueError: the state holds another number of envs, or more slots
-                than its capacity.
-        """
-        if int(state["n_envs"]) != self.n_envs:
-            raise ValueError(f"the state has {state['n_envs']} envs, the storage {self.n_envs}")
-        data = state["data"]
-        width = 0 if data is None else int(data.batch_size[1])
-        if width > int(state["capacity"]) + 1:
-            raise ValueError(f"the state holds {width} slots per env, more than its capacity")
-        self.capacity = max(int(state["capacity"]), self.capacity)
-        self.data = None if data is None else self._padded(data)
-        cur = state["cur"].to(self.device, torch.long)
-        self._ep_t = state["ep_t"].to(self.device, self._ep_t.dtype).clone()
-        self._awaiting = state["awaiting"].to(self.device, self._awaiting.dtype).clone()
-        self.counts_exact = bool(state["counts_exact"])
-        self.n_unpopped = np.array(state["n_unpopped"], dtype=np.int64)
-        self._bound = np.array(state["bound"], dtype=np.int64)
-        self._slack = 0
-        self._base = self._rows * (self.capacity + 1)
-        self._pos = self._base + cur
-        if self.data is not None:
-            self._refresh_views()
-
-    def _padded(self, data: TensorDictBase) -> TensorDict:
-        """``data`` (batch ``(n_envs, width)``) in a fresh zeroed storage of ``capacity + 1`` slots."""
-        slots = self.capacity + 1
-        full = TensorDict(
-            {
-                key: torch.zeros((self.n_envs, slots, *leaf.shape[2:]), dtype=leaf.dtype, device=self.device)
-                for key, leaf in data.items(True, True)
-            },
-            batch_size=[self.n_envs, slots],
-            device=self.device,
-        )
-        full[:, : data.batch_size[1]] = data.to(self.device)
-        return full
 
 
 def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:

@@ -336,11 +336,13 @@ def _wrapper(wrapper: Any) -> PopAPI:
     return wrapper
 
 
-# On disk (format version 1): tensors under data/ (``cursors``, ``storage``, and the
-# vector wrapper's ``wrapper/{ended,sent}``), host values in the manifest's metadata.
+# On disk: tensors under data/ (``cursors``, ``storage``, and the vector wrapper's
+# ``wrapper/{ended,sent}``), host values in the manifest's metadata. Checkpoints of the
+# first slot layout (cursors ``ep_t``, storage ``ep_len``) load and are converted.
 _VECTOR_HOST = ("mode", "started", "tensor_env", "ended_host")
 _VECTOR_TENSORS = ("ended", "sent")
-_CURSORS = ("cur", "ep_t", "awaiting")
+_CURSORS = ("cur", "ep_carry", "awaiting")
+_FIRST_LAYOUT_CURSORS = ("cur", "ep_t", "awaiting")  # with an ``ep_len`` storage field
 
 
 def _pack_checkpoint(state: dict[str, Any]) -> tuple[TensorDict, Any, dict[str, Any]]:
@@ -403,7 +405,8 @@ def _check_checkpoint(data: TensorDictBase, infos: Any, meta: dict[str, Any]) ->
         item = bool if key == "ended_host" else int
         if len(meta[key]) != n or not all(type(v) is item for v in meta[key]):
             raise CorruptSaveError(f"meta[{key!r}]: not {n} values of type {item.__name__}")
-    if "cursors" not in data or set(data["cursors"].keys()) != set(_CURSORS):
+    layouts = (set(_CURSORS), set(_FIRST_LAYOUT_CURSORS))
+    if "cursors" not in data or set(data["cursors"].keys()) not in layouts:
         raise CorruptSaveError(f"data/cursors: missing, or its fields are not {list(_CURSORS)}")
     if infos is not None and not (isinstance(infos, list) and all(_object_rows(r, len(r)) for r in infos)):
         raise CorruptSaveError("infos: not None nor a list of 1-D object arrays, one per env")
@@ -412,7 +415,7 @@ def _check_checkpoint(data: TensorDictBase, infos: Any, meta: dict[str, Any]) ->
 def _unpack_checkpoint(data: TensorDictBase, infos: Any, meta: dict[str, Any]) -> dict[str, Any]:
     """The ``state_dict()`` that :func:`_pack_checkpoint` split."""
     _check_checkpoint(data, infos, meta)
-    storage = {k: data["cursors", k] for k in _CURSORS}
+    storage = {k: data["cursors", k] for k in data["cursors"].keys()}  # noqa: SIM118
     storage.update(
         n_envs=meta["n_envs"],
         capacity=meta["capacity"],
