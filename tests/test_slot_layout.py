@@ -10,6 +10,7 @@ checked against the envs' own record.
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 
 from tests.checkpoint_v1 import CASES, DATA, finish, make, scenario
@@ -18,6 +19,8 @@ from torchbuf import io
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_first_layout_checkpoint_resumes_as_the_run_that_wrote_it(case):
+    if case.startswith("vector") and not hasattr(gym.vector, "AutoresetMode"):
+        pytest.skip("written through gymnasium 1.x's SyncVectorEnv autoreset modes")
     assert (DATA / case / "data" / "storage" / "ep_len.memmap").exists(), "not a first-layout checkpoint"
     wrapper, truth = make(case)
     scenario(case, wrapper, truth)

@@ -1,4 +1,8 @@
-"""Host-side infos: one entry per recorded transition, kept per env in time order."""
+"""Host-side infos: one entry per recorded transition, kept per env in time order.
+
+Nothing is made per env at a step or a pop: a pop hands out :class:`InfoArray` s whose
+dicts are made from the logged steps when read.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from torchbuf.data.convert import object_array
+from torchbuf.data.infos import InfoArray
 
 
 class InfoLog:
     """The info dicts of unpopped transitions.
 
-    Each step appends its infos once (no loop over envs); pops read them per env,
-    in time order, as numpy object arrays, and hand back what they leave unpopped.
+    Each step appends its infos once (no loop over envs); pops take them per env,
+    in time order, as :class:`InfoArray` s (made when read), and hand back what they
+    leave unpopped.
 
     Args:
         n_envs: Number of envs.
@@ -23,33 +28,38 @@ class InfoLog:
     def __init__(self, n_envs: int):
         self.n_envs = n_envs
         self._steps: list[tuple[np.ndarray, Sequence[dict[str, Any]]]] = []
-        self._carry: list[np.ndarray] = [object_array([])] * n_envs
+        self._carry: list[InfoArray] = [InfoArray.of([])] * n_envs
 
     def clear(self) -> None:
         """Forgets everything."""
-        self._steps, self._carry = [], [object_array([])] * self.n_envs
+        self._steps, self._carry = [], [InfoArray.of([])] * self.n_envs
 
     def append(self, env_ids: np.ndarray, infos: Sequence[dict[str, Any]]) -> None:
         """Logs one step: ``infos[j]`` belongs to env ``env_ids[j]``."""
         self._steps.append((env_ids, infos))
 
-    def take(self) -> list[np.ndarray]:
-        """Removes and returns every logged info, one object array per env, in time order."""
+    def take(self) -> list[InfoArray]:
+        """Removes and returns every logged info, one array per env, in time order."""
         steps, carry = self._steps, self._carry
         self.clear()
         if not steps:
             return carry
-        grid = np.empty((self.n_envs, len(steps)), dtype=object)
         filled = np.zeros((self.n_envs, len(steps)), dtype=bool)
-        for j, (env_ids, infos) in enumerate(steps):
-            grid[env_ids, j] = object_array(infos)
+        pos = np.zeros((self.n_envs, len(steps)), dtype=np.int64)
+        for j, (env_ids, _) in enumerate(steps):
             filled[env_ids, j] = True
-        dense = bool(filled.all())
+            pos[env_ids, j] = np.arange(len(env_ids))
+        env, step = np.nonzero(filled)  # env by env, in time order
+        logged = InfoArray.gather([infos for _, infos in steps], step, pos[env, step])
+        ends = np.cumsum(filled.sum(1))
         return [
-            np.concatenate([carry[e], grid[e] if dense else grid[e][filled[e]]]) for e in range(self.n_envs)
+            InfoArray.concatenate([carry[e], logged[ends[e] - n : ends[e]]])
+            if len(carry[e])
+            else logged[ends[e] - n : ends[e]]
+            for e, n in enumerate(filled.sum(1).tolist())
         ]
 
-    def give_back(self, per_env: list[np.ndarray]) -> None:
+    def give_back(self, per_env: list[InfoArray]) -> None:
         """Keeps ``per_env`` (the unpopped rest of :meth:`take`) ahead of later steps."""
         assert not self._steps, "give_back() follows take() before any new step"
         self._carry = per_env

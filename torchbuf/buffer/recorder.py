@@ -18,6 +18,7 @@ from torchbuf.buffer.infolog import InfoLog
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.segments import Segments
 from torchbuf.buffer.storage import SlotStorage
+from torchbuf.data.infos import InfoArray
 from torchbuf.data.trajectories import Trajectories, pack
 from torchbuf.data.types import Obs, TrajectoryWithRew, TransitionsWithRew
 
@@ -95,7 +96,7 @@ class Recorder:
                 "Called pop_transitions on an empty buffer: no transitions recorded since the last pop"
             )
         flat = self.storage.take_transitions()
-        infos = np.concatenate(self._infos.take()) if self.keep_infos else None
+        infos = InfoArray.concatenate(self._infos.take()) if self.keep_infos else None
         self.n_transitions = 0
         return _transitions(flat, infos)
 
@@ -132,8 +133,9 @@ class Recorder:
         """
         infos = None
         if self.keep_infos:
-            infos = self._infos.take()
-            self._infos.give_back(infos)  # the same log, gathered per env
+            per_env = self._infos.take()
+            self._infos.give_back(per_env)  # the same log, gathered per env
+            infos = [np.asarray(e) for e in per_env]
         return {
             "storage": self.storage.state_dict(),
             "n_transitions": self.n_transitions,
@@ -155,7 +157,7 @@ class Recorder:
         self.keep_infos = bool(state["keep_infos"])
         self._infos.clear()
         if self.keep_infos and state["infos"] is not None:
-            self._infos.give_back(list(state["infos"]))
+            self._infos.give_back([InfoArray.of(e) for e in state["infos"]])
 
 
 class _Subset(Sequence[dict[str, Any]]):
@@ -171,7 +173,7 @@ class _Subset(Sequence[dict[str, Any]]):
         return self._infos[int(self._rows[i])]
 
 
-def _transitions(flat: TensorDict, infos: np.ndarray | None) -> TransitionsWithRew:
+def _transitions(flat: TensorDict, infos: InfoArray | None) -> TransitionsWithRew:
     terminated, truncated = flat["terminated"], flat["truncated"]
     return TransitionsWithRew(
         obs=flat["obs"],
@@ -190,7 +192,7 @@ def _trajectories(
     segments: Segments,
     obs: Obs,
     steps: TensorDict,
-    per_env: list[np.ndarray] | None,
+    per_env: list[InfoArray] | None,
 ) -> Trajectories:
     """Wraps the concatenated segments as trajectories (views of one copy, made on access)."""
     lengths = segments.last - segments.first

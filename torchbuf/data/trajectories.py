@@ -8,6 +8,7 @@ from typing import overload
 import numpy as np
 from tensordict import TensorDict
 
+from torchbuf.data.infos import InfoArray
 from torchbuf.data.types import Obs, TrajectoryWithRew
 
 
@@ -39,7 +40,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         steps: TensorDict,
         lengths: np.ndarray,
         terminal: np.ndarray,
-        infos: list[np.ndarray] | None,
+        infos: list[InfoArray] | None,
     ):
         self.obs, self.steps = obs, steps
         self.lengths, self.terminal = lengths, terminal
@@ -48,7 +49,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         self._obs_start = self._act_start + np.arange(len(lengths) + 1)
 
     @property
-    def infos(self) -> list[np.ndarray] | None:
+    def infos(self) -> list[InfoArray] | None:
         """Per trajectory, its info dicts (object array), or ``None`` when not kept."""
         return self._infos
 
@@ -90,7 +91,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
 
 
 def pack(
-    obs: Obs, steps: TensorDict, lengths: np.ndarray, terminal: np.ndarray, infos: list[np.ndarray] | None
+    obs: Obs, steps: TensorDict, lengths: np.ndarray, terminal: np.ndarray, infos: list[InfoArray] | None
 ) -> Trajectories:
     """Builds a :class:`Trajectories` from packed fields (see the class)."""
     return Trajectories(

@@ -4,7 +4,9 @@ Field names follow ``imitation.data.types`` (``obs, acts, infos, next_obs, dones
 rews, terminal``), plus ``terminated`` / ``truncated`` kept apart. Observations are a
 tensor, or a (nested) ``TensorDict`` for dict spaces. Dtypes are those the env gave
 (uint8 images stay uint8). Every batch lives on one device; ``infos`` is host data (a
-numpy object array of dicts) or ``None`` when infos were not kept.
+numpy object array of dicts; in popped batches an :class:`~torchbuf.data.infos.InfoArray`,
+which behaves as one and makes each dict when it is first read) or ``None`` when infos
+were not kept.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tensordict import TensorClass
 
 from torchbuf.data import imitation
 from torchbuf.data.convert import Obs, object_array
+from torchbuf.data.infos import InfoArray
 
 __all__ = [
     "Obs",
@@ -37,15 +40,7 @@ def obs_len(obs: Obs) -> int:
 
 
 class _Batch(TensorClass["nocast"]):  # type: ignore[type-arg,name-defined]  # noqa: F821
-    """Shared behaviour of the typed batches: ``infos`` follows indexing."""
-
-    def __getitem__(self: _B, index: Any) -> _B:
-        out = super().__getitem__(index)
-        infos = getattr(self, "infos", None)
-        if infos is not None and out.batch_dims == 1:
-            host_index = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
-            setattr(out, "infos", np.asarray(infos)[host_index])  # noqa: B010
-        return out
+    """Shared behaviour of the typed batches (``infos`` follows indexing: see :func:`_indexes_infos`)."""
 
     @classmethod
     def from_imitation(
@@ -326,3 +321,30 @@ def _transitions_from_imitation(trans: Any, device: torch.device, separator: str
     if getattr(trans, "rews", None) is not None:
         return TransitionsWithRew(rews=imitation.to_tensor(trans.rews, device), **fields)
     return Transitions(**fields)
+
+
+def _indexes_infos(cls: type[_B]) -> None:
+    """Makes indexing a batch of ``cls`` index its ``infos`` too.
+
+    A tensorclass indexes its tensors and gives non-tensor fields whole, so the
+    indexed batch would hold every info; its ``__getitem__`` (set by the tensorclass
+    on each class) is wrapped to index the batch without them, then the infos.
+    """
+    getitem = cls.__getitem__
+
+    def __getitem__(self: _B, index: Any) -> _B:
+        infos = self.infos  # type: ignore[attr-defined]
+        if infos is None:
+            return getitem(self, index)
+        bare = self.copy()
+        bare.infos = None  # type: ignore[attr-defined]
+        out = getitem(bare, index)
+        host = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
+        out.infos = (infos if isinstance(infos, InfoArray) else np.asarray(infos))[host]  # type: ignore[attr-defined]
+        return out
+
+    cls.__getitem__ = __getitem__  # type: ignore[method-assign,assignment]
+
+
+for _cls in (Trajectory, TrajectoryWithRew, Transitions, TransitionsWithRew):
+    _indexes_infos(_cls)
