@@ -27,37 +27,58 @@ class InfoLog:
 
     def __init__(self, n_envs: int):
         self.n_envs = n_envs
-        self._steps: list[tuple[np.ndarray, Sequence[dict[str, Any]]]] = []
+        self._all = np.arange(n_envs)
+        self._steps: list[tuple[np.ndarray | None, Sequence[dict[str, Any]]]] = []
         self._carry: list[InfoArray] = [InfoArray.of([])] * n_envs
 
     def clear(self) -> None:
         """Forgets everything."""
         self._steps, self._carry = [], [InfoArray.of([])] * self.n_envs
 
-    def append(self, env_ids: np.ndarray, infos: Sequence[dict[str, Any]]) -> None:
-        """Logs one step: ``infos[j]`` belongs to env ``env_ids[j]``."""
+    def append(self, env_ids: np.ndarray | None, infos: Sequence[dict[str, Any]]) -> None:
+        """Logs one step: ``infos[j]`` belongs to env ``env_ids[j]`` (env ``j`` when ``None``)."""
         self._steps.append((env_ids, infos))
 
     def take(self) -> list[InfoArray]:
         """Removes and returns every logged info, one array per env, in time order."""
-        steps, carry = self._steps, self._carry
-        self.clear()
-        if not steps:
-            return carry
-        filled = np.zeros((self.n_envs, len(steps)), dtype=bool)
-        pos = np.zeros((self.n_envs, len(steps)), dtype=np.int64)
-        for j, (env_ids, _) in enumerate(steps):
-            filled[env_ids, j] = True
-            pos[env_ids, j] = np.arange(len(env_ids))
-        env, step = np.nonzero(filled)  # env by env, in time order
-        logged = InfoArray.gather([infos for _, infos in steps], step, pos[env, step])
-        ends = np.cumsum(filled.sum(1))
+        carry = self._carry
+        logged, counts = self._take_logged()
+        ends = np.cumsum(counts).tolist()
+        starts = [0, *ends[:-1]]
         return [
-            InfoArray.concatenate([carry[e], logged[ends[e] - n : ends[e]]])
-            if len(carry[e])
-            else logged[ends[e] - n : ends[e]]
-            for e, n in enumerate(filled.sum(1).tolist())
+            InfoArray.concatenate([carry[e], logged[a:b]]) if len(carry[e]) else logged[a:b]
+            for e, (a, b) in enumerate(zip(starts, ends))
         ]
+
+    def take_all(self) -> InfoArray:
+        """Removes and returns every logged info in one array, env by env in time order."""
+        carry = self._carry
+        logged, counts = self._take_logged()
+        if not any(len(c) for c in carry):
+            return logged
+        ends = np.cumsum(counts).tolist()
+        starts = [0, *ends[:-1]]
+        return InfoArray.concatenate(
+            [x for e in range(self.n_envs) for x in (carry[e], logged[starts[e] : ends[e]])]
+        )
+
+    def _take_logged(self) -> tuple[InfoArray, np.ndarray]:
+        """The logged steps' infos env by env in time order, and each env's count; clears the log."""
+        steps = self._steps
+        self.clear()
+        sources = [infos for _, infos in steps]
+        if all(ids is None for ids, _ in steps):
+            step = np.tile(np.arange(len(steps)), self.n_envs)  # every env in every step
+            pos = np.repeat(np.arange(self.n_envs), len(steps))
+            return InfoArray.gather(sources, step, pos), np.full(self.n_envs, len(steps))
+        filled = np.zeros((self.n_envs, len(steps)), dtype=bool)
+        at = np.zeros((self.n_envs, len(steps)), dtype=np.int64)
+        for j, (env_ids, _) in enumerate(steps):
+            ids = self._all if env_ids is None else env_ids
+            filled[ids, j] = True
+            at[ids, j] = np.arange(len(ids))
+        env, step = np.nonzero(filled)  # env by env, in time order
+        return InfoArray.gather(sources, step, at[env, step]), filled.sum(1)
 
     def give_back(self, per_env: list[InfoArray]) -> None:
         """Keeps ``per_env`` (the unpopped rest of :meth:`take`) ahead of later steps."""

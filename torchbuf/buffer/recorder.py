@@ -71,10 +71,11 @@ class Recorder:
         assert self.n_transitions is not None
         self.n_transitions += len(ids) if rows is None else len(rows)
         if self.keep_infos:
-            infos = infos if infos is not None else [{}] * len(ids)
-            self._infos.append(ids, infos) if rows is None else self._infos.append(
-                ids[rows], _Subset(infos, rows)
-            )
+            infos = infos if infos is not None else _NoInfos(len(ids))
+            if rows is not None:
+                self._infos.append(ids[rows], _Subset(infos, rows))
+            else:
+                self._infos.append(rec.env_ids, infos)
 
     def _drop_infos(self) -> None:
         if self.keep_infos:
@@ -96,7 +97,7 @@ class Recorder:
                 "Called pop_transitions on an empty buffer: no transitions recorded since the last pop"
             )
         flat = self.storage.take_transitions()
-        infos = InfoArray.concatenate(self._infos.take()) if self.keep_infos else None
+        infos = self._infos.take_all() if self.keep_infos else None
         self.n_transitions = 0
         return _transitions(flat, infos)
 
@@ -158,6 +159,19 @@ class Recorder:
         self._infos.clear()
         if self.keep_infos and state["infos"] is not None:
             self._infos.give_back([InfoArray.of(e) for e in state["infos"]])
+
+
+class _NoInfos(Sequence[dict[str, Any]]):
+    """A step without infos: an empty dict of its own for each env, made when read."""
+
+    def __init__(self, n: int):
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return {}
 
 
 class _Subset(Sequence[dict[str, Any]]):

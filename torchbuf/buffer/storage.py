@@ -270,11 +270,10 @@ class SlotStorage(StorageState):
     def _marks(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Which of each row's first ``width`` slots end a run, and which of those are terminal."""
         assert self.data is not None
-        flags = self.data[:, :width]
-        done = flags["terminated"] | flags["truncated"]
-        terminal = torch.zeros_like(done)
-        terminal[:, 1:] = done[:, :-1]
-        return terminal | flags["cut"], terminal
+        terminated, truncated, cut = (self.data.get(name)[:, :width] for name in _FLAGS)
+        terminal = torch.zeros_like(cut)
+        torch.bitwise_or(terminated[:, :-1], truncated[:, :-1], out=terminal[:, 1:])
+        return terminal | cut, terminal
 
     def take_transitions(self) -> TensorDict:
         """Pops every unpopped transition, env by env in time order.
@@ -295,17 +294,8 @@ class SlotStorage(StorageState):
         ends, _ = self._marks(width)
         ends &= col < cur[:, None]
         is_tr = ~ends & (col < cur[:, None])
-        if not self.counts_exact:
-            self.n_unpopped = is_tr.sum(1).cpu().numpy()
-        counts = self.n_unpopped
-        n = int(counts.sum())
-        offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
-        rank = is_tr.cumsum(1) - 1 + offset[:, None]
-        target = torch.where(is_tr, rank, n)
-        slot = self._rows[:, None] * (self.capacity + 1) + col
-        index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
-        index.scatter_(0, target.flatten(), slot.flatten())
-        out = self._gather(index[:n], index[:n] + 1)
+        index = self._transition_slots(is_tr)
+        out = self._gather(index, index + 1)
         last = torch.where(ends, col, -1).amax(1)  # each row's last run end
         self._ep_carry = torch.where(last >= 0, cur - last - 1, self._ep_carry + cur)
         self._restart_at_cursor()
@@ -353,6 +343,29 @@ class SlotStorage(StorageState):
         else:
             self._restart_at_cursor()
         return segments, obs, steps
+
+    def _transition_slots(self, is_tr: torch.Tensor) -> torch.Tensor:
+        """The flat slots where ``is_tr`` (rows x their first slots) holds, row by row.
+
+        On the CPU, numpy's ``flatnonzero``; elsewhere a scatter to ranks counted on
+        the host, so that no sync is needed while the host counts are exact.
+        """
+        width = is_tr.shape[1]
+        if self.device.type == "cpu":
+            at = np.flatnonzero(is_tr.numpy())
+            self.n_unpopped = is_tr.sum(1).numpy()
+            return torch.from_numpy(at + (at // width) * (self.capacity + 1 - width))
+        if not self.counts_exact:
+            self.n_unpopped = is_tr.sum(1).cpu().numpy()
+        counts = self.n_unpopped
+        n = int(counts.sum())
+        offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
+        rank = is_tr.cumsum(1) - 1 + offset[:, None]
+        target = torch.where(is_tr, rank, n)
+        slot = self._rows[:, None] * (self.capacity + 1) + torch.arange(width, device=self.device)
+        index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
+        index.scatter_(0, target.flatten(), slot.flatten())
+        return index[:n]
 
     # ------------------------------------------------------------------ helpers
     def _index(self, host: np.ndarray) -> torch.Tensor:

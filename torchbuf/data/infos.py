@@ -25,11 +25,13 @@ class _Entries:
 
     def __init__(self, sources: Sequence[Sequence[Any]], src: np.ndarray, pos: np.ndarray):
         self.sources, self.src, self.pos = sources, src, pos
-        self.made = np.empty(len(src), dtype=object)
-        self.done = np.zeros(len(src), dtype=bool)
+        self.made: np.ndarray | None = None  # allocated at the first read
+        self.done = np.zeros(0, dtype=bool)
 
     def get(self, index: np.ndarray) -> np.ndarray:
         """The entries at ``index``, made where not made yet (an object array)."""
+        if self.made is None:
+            self.made, self.done = np.empty(len(self.src), dtype=object), np.zeros(len(self.src), dtype=bool)
         missing = np.unique(index[~self.done[index]])
         for i in missing.tolist():
             self.made[i] = self.sources[self.src[i]][int(self.pos[i])]
