@@ -50,17 +50,17 @@ class InfoLog:
             for e, (a, b) in enumerate(zip(starts, ends))
         ]
 
-    def take_all(self) -> InfoArray:
-        """Removes and returns every logged info in one array, env by env in time order."""
+    def take_all(self) -> tuple[InfoArray, np.ndarray]:
+        """Removes every logged info: one array, env by env in time order, and each env's count."""
         carry = self._carry
         logged, counts = self._take_logged()
-        if not any(len(c) for c in carry):
-            return logged
+        carried = np.array([len(c) for c in carry])
+        if not carried.any():
+            return logged, counts
         ends = np.cumsum(counts).tolist()
         starts = [0, *ends[:-1]]
-        return InfoArray.concatenate(
-            [x for e in range(self.n_envs) for x in (carry[e], logged[starts[e] : ends[e]])]
-        )
+        parts = [x for e in range(self.n_envs) for x in (carry[e], logged[starts[e] : ends[e]])]
+        return InfoArray.concatenate(parts), counts + carried
 
     def _take_logged(self) -> tuple[InfoArray, np.ndarray]:
         """The logged steps' infos env by env in time order, and each env's count; clears the log."""

@@ -16,10 +16,10 @@ from tensordict import TensorDict
 
 from torchbuf.buffer.infolog import InfoLog
 from torchbuf.buffer.record import StepRecord
-from torchbuf.buffer.segments import Segments
+from torchbuf.buffer.rows import ranges
 from torchbuf.buffer.storage import SlotStorage
 from torchbuf.data.infos import InfoArray
-from torchbuf.data.trajectories import Trajectories, pack
+from torchbuf.data.trajectories import pack
 from torchbuf.data.types import Obs, TrajectoryWithRew, TransitionsWithRew
 
 
@@ -77,6 +77,19 @@ class Recorder:
             else:
                 self._infos.append(rec.env_ids, infos)
 
+    def _keep_unpopped_infos(
+        self, infos: InfoArray, counts: np.ndarray, env: np.ndarray, lengths: np.ndarray
+    ) -> InfoArray:
+        """The infos of the popped segments; gives each env's unpopped rest back to the log.
+
+        Each env's segments are its first transitions, in order: env ``e`` pops the
+        first ``popped[e]`` of its ``counts[e]`` infos.
+        """
+        popped = np.bincount(env, weights=lengths, minlength=self.n_envs).astype(np.int64)
+        start = np.cumsum(counts) - counts
+        self._infos.give_back([infos[int(a + p) : int(a + n)] for a, p, n in zip(start, popped, counts)])
+        return infos[ranges(start, popped)]
+
     def _drop_infos(self) -> None:
         if self.keep_infos:
             warnings.warn(
@@ -97,7 +110,7 @@ class Recorder:
                 "Called pop_transitions on an empty buffer: no transitions recorded since the last pop"
             )
         flat = self.storage.take_transitions()
-        infos = self._infos.take_all() if self.keep_infos else None
+        infos = self._infos.take_all()[0] if self.keep_infos else None
         self.n_transitions = 0
         return _transitions(flat, infos)
 
@@ -116,10 +129,13 @@ class Recorder:
             self.n_transitions = 0
             return [], []
         segments, obs, steps = self.storage.take_segments(finished_only)
-        per_env = self._infos.take() if self.keep_infos else None
-        trajs = _trajectories(segments, obs, steps, per_env)
-        if per_env is not None:
-            self._infos.give_back(per_env)
+        lengths = segments.last - segments.first
+        infos = None
+        if self.keep_infos:
+            infos, counts = self._infos.take_all()
+            if finished_only:
+                infos = self._keep_unpopped_infos(infos, counts, segments.env, lengths)
+        trajs = pack(obs, steps, lengths, segments.ep_len > 0, infos)
         self.n_transitions = 0
         return trajs, segments.ep_len[segments.ep_len > 0].tolist()
 
@@ -200,20 +216,3 @@ def _transitions(flat: TensorDict, infos: InfoArray | None) -> TransitionsWithRe
         infos=infos,
         batch_size=flat.batch_size,
     )
-
-
-def _trajectories(
-    segments: Segments,
-    obs: Obs,
-    steps: TensorDict,
-    per_env: list[InfoArray] | None,
-) -> Trajectories:
-    """Wraps the concatenated segments as trajectories (views of one copy, made on access)."""
-    lengths = segments.last - segments.first
-    infos = None
-    if per_env is not None:
-        infos = []
-        for env, n in zip(segments.env.tolist(), lengths.tolist()):
-            infos.append(per_env[env][:n])
-            per_env[env] = per_env[env][n:]
-    return pack(obs, steps, lengths, segments.ep_len > 0, infos)

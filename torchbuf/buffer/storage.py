@@ -322,10 +322,10 @@ class SlotStorage(StorageState):
         cur = self._cur
         col = torch.arange(width, device=self.device)
         ends, terminal = self._marks(width)
-        kind = torch.where(col < cur[:, None], ends.long() + terminal.long(), 0)  # 2 terminal, 1 cut
-        host = torch.cat([kind, cur[:, None], self._ep_carry[:, None]], 1).cpu().numpy()
-        cursors, carry = host[:, -2], host[:, -1]
-        segments, keep_from = cut_segments(host[:, :-2], cursors, carry, finished_only)
+        kind = torch.where(col < cur[:, None], ends.int() + terminal.int(), 0)  # 2 terminal, 1 cut
+        host = torch.cat([kind, cur[:, None].int(), self._ep_carry[:, None].int()], 1).cpu().numpy()
+        kinds, cursors, carry = host[:, :-2], host[:, -2].astype(np.int64), host[:, -1].astype(np.int64)
+        segments, keep_from = cut_segments(kinds, cursors, carry, finished_only)
         started = keep_from > 0  # the running episode began in these slots
         if finished_only:
             self.n_unpopped = np.maximum(cursors - keep_from, 0)
@@ -352,9 +352,8 @@ class SlotStorage(StorageState):
         """
         width = is_tr.shape[1]
         if self.device.type == "cpu":
-            at = np.flatnonzero(is_tr.numpy())
             self.n_unpopped = is_tr.sum(1).numpy()
-            return torch.from_numpy(at + (at // width) * (self.capacity + 1 - width))
+            return self._grid_slots(np.flatnonzero(is_tr.numpy()), width)
         if not self.counts_exact:
             self.n_unpopped = is_tr.sum(1).cpu().numpy()
         counts = self.n_unpopped
@@ -370,6 +369,10 @@ class SlotStorage(StorageState):
     # ------------------------------------------------------------------ helpers
     def _index(self, host: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(host, dtype=torch.long, device=self.device)
+
+    def _grid_slots(self, at: np.ndarray, width: int) -> torch.Tensor:
+        """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
+        return self._index(at + (at // width) * (self.capacity + 1 - width))
 
     def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
         out = self._take_fields(_STEP_FIELDS, index)

@@ -96,6 +96,8 @@ class InfoArray(Sequence[Any]):
         return len(self._index)
 
     def __getitem__(self, key: Any) -> Any:
+        if type(key) is slice:
+            return InfoArray(self._entries, self._index[key])
         if isinstance(key, int | np.integer):
             return self._entries.get(self._index[np.array([key])])[0]
         if isinstance(key, tuple) and len(key) == 1:

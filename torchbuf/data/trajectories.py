@@ -25,7 +25,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         steps: ``acts, rews, terminated, truncated`` of all trajectories, concatenated.
         lengths: Number of actions of each trajectory.
         terminal: Whether each trajectory ends its episode.
-        infos: Per trajectory, its info dicts (object array), or ``None``.
+        infos: The info dicts of all trajectories, concatenated (``len`` each), or ``None``.
 
     Attributes:
         obs: The packed observations.
@@ -40,7 +40,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         steps: TensorDict,
         lengths: np.ndarray,
         terminal: np.ndarray,
-        infos: list[InfoArray] | None,
+        infos: InfoArray | None,
     ):
         self.obs, self.steps = obs, steps
         self.lengths, self.terminal = lengths, terminal
@@ -50,8 +50,10 @@ class Trajectories(Sequence[TrajectoryWithRew]):
 
     @property
     def infos(self) -> list[InfoArray] | None:
-        """Per trajectory, its info dicts (object array), or ``None`` when not kept."""
-        return self._infos
+        """Per trajectory, its info dicts (made when read), or ``None`` when not kept."""
+        if self._infos is None:
+            return None
+        return [self._infos[int(a) : int(b)] for a, b in zip(self._act_start[:-1], self._act_start[1:])]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -69,7 +71,8 @@ class Trajectories(Sequence[TrajectoryWithRew]):
         a0, a1 = int(self._act_start[i]), int(self._act_start[i + 1])
         o0, o1 = int(self._obs_start[i]), int(self._obs_start[i + 1])
         fields = {"obs": self.obs[o0:o1], **{str(k): self.steps[k][a0:a1] for k in self.steps.keys()}}  # noqa: SIM118
-        extra = {"infos": None if self._infos is None else self._infos[i], "terminal": bool(self.terminal[i])}
+        infos = None if self._infos is None else self._infos[a0:a1]
+        extra = {"infos": infos, "terminal": bool(self.terminal[i])}
         td = TensorDict(fields, batch_size=[], device=self.steps.device)
         return TrajectoryWithRew.from_tensordict(td, non_tensordict=extra)
 
@@ -91,7 +94,7 @@ class Trajectories(Sequence[TrajectoryWithRew]):
 
 
 def pack(
-    obs: Obs, steps: TensorDict, lengths: np.ndarray, terminal: np.ndarray, infos: list[InfoArray] | None
+    obs: Obs, steps: TensorDict, lengths: np.ndarray, terminal: np.ndarray, infos: InfoArray | None
 ) -> Trajectories:
     """Builds a :class:`Trajectories` from packed fields (see the class)."""
     return Trajectories(

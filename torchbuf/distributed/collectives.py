@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.data.convert import object_array
+from torchbuf.data.infos import InfoArray
 from torchbuf.data.trajectories import Trajectories, pack
 from torchbuf.data.types import Obs, TrajectoryWithRew, Transitions
 
@@ -183,7 +184,9 @@ def gather_trajectories(
         _assemble(step_set, gathered.leaves[1], td_fields), batch_size=acts.shape[:1], device=acts.device
     )
     meta = gathered.leaves[2][0].cpu().numpy()  # lengths and terminal flags: the one host read
-    infos = [i for rank_infos in gathered.infos for i in rank_infos] if gathered.schema.has_infos else None
+    infos = None
+    if gathered.schema.has_infos:
+        infos = InfoArray.concatenate([i for rank_infos in gathered.infos for i in rank_infos])
     return pack(obs, steps, meta[:, 0], meta[:, 1].astype(bool), infos)
 
 
