@@ -16,9 +16,11 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from tests.helpers import torch_route
 from tests.synccount import count_ops
 from tests.truth import Truth, check_pop
 from torchbuf import VectorBufferingWrapper
+from torchbuf.buffer import storage as storage_module
 from torchbuf.envs import TorchCartPole, TorchPendulum
 
 DEVICES = [
@@ -77,7 +79,14 @@ def _feed(truth: Truth, step: tuple) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("keep_infos", [False, True], ids=["no-infos", "infos"])
 @pytest.mark.parametrize("make", [TorchCartPole, TorchPendulum], ids=["cartpole", "pendulum"])
-def test_steps_never_sync_and_pops_return_the_envs_record(make, keep_infos, device):
+@pytest.mark.parametrize("variant", ["default", "rebase-every-3-steps", "gpu-route"])
+def test_steps_never_sync_and_pops_return_the_envs_record(make, keep_infos, device, variant, monkeypatch):
+    if variant != "default" and device != "cpu":
+        pytest.skip("a CPU variant of the storage's routes")
+    if variant == "rebase-every-3-steps":  # the cursors' shift folded in every third full-batch step
+        monkeypatch.setattr(storage_module, "_SHIFTS", 3)
+    if variant == "gpu-route":
+        torch_route(monkeypatch)
     env = make(N_ENVS, device=device, seed=0, max_episode_steps=EPISODE)
     envs = VectorBufferingWrapper(env, keep_infos=keep_infos)
     truth, gen = Truth(N_ENVS), torch.Generator().manual_seed(0)
