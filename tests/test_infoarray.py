@@ -12,6 +12,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from torchbuf import VectorBufferingWrapper
 from torchbuf.adapters import gymnasium as gym_adapter
@@ -103,3 +105,36 @@ def test_indexing_a_batch_indexes_its_infos(as_array):
         part = batch[index]
         assert len(part) == len(want) and [d["n"] for d in part.infos] == want
     assert batch[5].infos["n"] == 5
+
+
+index_op = st.one_of(
+    st.tuples(
+        st.just("slice"),
+        st.integers(-6, 6) | st.none(),
+        st.integers(-6, 6) | st.none(),
+        st.sampled_from([None, 1, 2, -1]),
+    ),
+    st.tuples(st.just("array"), st.lists(st.integers(0, 30), max_size=6)),
+    st.tuples(st.just("mask"), st.integers(0, 2**12)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(0, 5), min_size=1, max_size=4), ops=st.lists(index_op, max_size=4))
+def test_indexing_chains_read_what_an_object_array_reads(sizes, ops):
+    parts = [[{"part": p, "i": i} for i in range(n)] for p, n in enumerate(sizes)]
+    lazy = InfoArray.concatenate([InfoArray.of(part) for part in parts])
+    eager = np.empty(sum(sizes), dtype=object)
+    eager[:] = [d for part in parts for d in part]
+    for op in ops:
+        if op[0] == "slice":
+            key = slice(op[1], op[2], op[3])
+        elif op[0] == "array":
+            key = np.array([i % len(eager) for i in op[1]] if len(eager) else [], dtype=np.int64)
+        else:
+            key = np.array([bool(op[1] >> i & 1) for i in range(len(eager))], dtype=bool)
+        lazy, eager = lazy[key], eager[key]
+        assert len(lazy) == len(eager)
+    assert list(lazy) == list(eager) and all(a is b for a, b in zip(lazy, eager))
+    if len(eager):
+        assert lazy[-1] is eager[-1] and lazy[0] is eager[0]
