@@ -9,6 +9,9 @@ attributes the real class has that detection reads (named in each), nothing it s
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -161,3 +164,16 @@ def test_gymnasium_spaces_pass_through_and_bad_ones_are_refused():
     assert to_gym_space(box) is box
     with pytest.raises(TypeError, match="no 'spaces', no 'shape'"):
         to_gym_space(object())
+
+
+def test_a_wrapper_whose_construction_failed_is_collected_quietly():
+    """gymnasium 0.29's ``VectorEnvWrapper.__del__`` recursed on the ``env`` never set."""
+    unraisable = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with pytest.raises(ValueError, match="unknown env api"):
+            VectorBufferingWrapper(TorchCartPole(2, seed=0), api="brax")
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert not unraisable, [u.exc_value for u in unraisable]

@@ -162,6 +162,7 @@ class SlotStorage(StorageState):
         one device stream run in order) and an ended row's reset observation lands
         one slot further.
         """
+        assert rec.final_rows is None, "a full batch of final observations, or none"
         if self._shift + 1 >= _SHIFTS or self._shift + 1 >= self.capacity:
             self._rebase()
         k, pos = self._shift, self._pos

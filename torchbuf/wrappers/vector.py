@@ -101,6 +101,16 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._unreported: torch.Tensor | None = None  # device: an episode ended with none reported
         self._tensor_env = False
 
+    def __del__(self) -> None:
+        """Closes as gymnasium's wrapper does, and quietly when ``__init__`` failed before the env was set.
+
+        (gymnasium 0.29's ``VectorEnvWrapper.__del__`` looks ``env`` up through its own
+        ``__getattr__``, which recurses without end where ``env`` was never set.)
+        """
+        inherited = getattr(super(), "__del__", None)
+        if "env" in self.__dict__ and inherited is not None:
+            inherited()
+
     # ------------------------------------------------------------------ gymnasium API
     @exclusive
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
