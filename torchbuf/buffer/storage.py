@@ -30,18 +30,16 @@ import torch
 from tensordict import TensorDict
 
 from torchbuf.buffer.checkpoint import StorageState
+from torchbuf.buffer.reading import STEP_FIELDS, SlotReading
 from torchbuf.buffer.record import StepRecord
-from torchbuf.buffer.rows import Index, Rows, add_rows, alloc, check_fits, get_rows, ranges, spec
-from torchbuf.buffer.segments import Segments, cut_segments
+from torchbuf.buffer.rows import Index, Rows, add_rows, alloc, check_fits, get_rows, spec
 from torchbuf.data.types import Obs
 
-_STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
-_FLAGS = ("terminated", "truncated", "cut")
 _SHIFTS = 1024
 """Full-batch steps between rebases of the cursors (views made per field leaf)."""
 
 
-class SlotStorage(StorageState):
+class SlotStorage(StorageState, SlotReading):
     """Per-env slot streams in one preallocated TensorDict.
 
     Args:
@@ -144,7 +142,7 @@ class SlotStorage(StorageState):
         trash: Any = None if on_host else get_rows(self._trash, rows)
         if active is not None:
             here = torch.where(active, here, trash)
-        for name in _STEP_FIELDS:
+        for name in STEP_FIELDS:
             self._put(name, here, getattr(rec, name))
         nxt = here + 1 if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
@@ -166,7 +164,7 @@ class SlotStorage(StorageState):
         if self._shift + 1 >= _SHIFTS or self._shift + 1 >= self.capacity:
             self._rebase()
         k, pos = self._shift, self._pos
-        for name in _STEP_FIELDS:
+        for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name), k)
         done = rec.terminated | rec.truncated
         self._put("obs", pos, rec.obs if rec.final_in_obs or rec.final_obs is None else rec.final_obs, k + 1)
@@ -267,151 +265,7 @@ class SlotStorage(StorageState):
         """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
         return self._pos + self._shift - self._base
 
-    # ------------------------------------------------------------------ reading
-    def _marks(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which of each row's first ``width`` slots end a run, and which of those are terminal."""
-        assert self.data is not None
-        terminated, truncated, cut = (self.data.get(name)[:, :width] for name in _FLAGS)
-        terminal = torch.zeros_like(cut)
-        torch.bitwise_or(terminated[:, :-1], truncated[:, :-1], out=terminal[:, 1:])
-        return terminal | cut, terminal
-
-    def take_transitions(self) -> TensorDict:
-        """Pops every unpopped transition, env by env in time order.
-
-        Does no device-to-host synchronisation while the host counts are exact; when
-        a step's active rows were known only on the device, reads the per-row
-        counts first (one synchronisation of ``n_envs`` integers).
-
-        Returns:
-            A flat TensorDict with ``obs, next_obs, acts, rews, terminated,
-            truncated``, batch ``(n,)``; a copy, never a view.
-        """
-        assert self.data is not None and "acts" in self.data
-        self._rebase()
-        width = int(self._bound.max())
-        cur = self._cur
-        col = torch.arange(width, device=self.device)
-        ends, _ = self._marks(width)
-        ends &= col < cur[:, None]
-        is_tr = ~ends & (col < cur[:, None])
-        index = self._transition_slots(is_tr)
-        out = self._gather(index, index + 1)
-        last = torch.where(ends, col, -1).amax(1)  # each row's last run end
-        self._ep_carry = torch.where(last >= 0, cur - last - 1, self._ep_carry + cur)
-        self._restart_at_cursor()
-        return out
-
-    def take_segments(self, finished_only: bool) -> tuple[Segments, Obs, TensorDict]:
-        """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
-
-        Reads the marks of the unpopped slots, the cursors and the carried episode
-        steps to the host: one synchronisation, of ``n_envs`` x (slots since the
-        last pop) small integers, never of observation data.
-
-        Args:
-            finished_only: Keep the running episodes' slots unpopped.
-
-        Returns:
-            The segments, the observations of all segments concatenated (each
-            segment's ``last - first + 1`` slots), and the per-action fields of all
-            segments concatenated (``last - first`` slots each).
-        """
-        assert self.data is not None and "acts" in self.data
-        self._rebase()
-        width = int(self._bound.max()) + 1
-        cur = self._cur
-        col = torch.arange(width, device=self.device)
-        ends, terminal = self._marks(width)
-        kind = torch.where(col < cur[:, None], ends.int() + terminal.int(), 0)  # 2 terminal, 1 cut
-        host = torch.cat([kind, cur[:, None].int(), self._ep_carry[:, None].int()], 1).cpu().numpy()
-        kinds, cursors, carry = host[:, :-2], host[:, -2].astype(np.int64), host[:, -1].astype(np.int64)
-        segments, keep_from = cut_segments(kinds, cursors, carry, finished_only)
-        started = keep_from > 0  # the running episode began in these slots
-        if finished_only:
-            self.n_unpopped = np.maximum(cursors - keep_from, 0)
-            self.counts_exact = True
-            carry = np.where(started, 0, carry)
-        else:
-            carry = np.where(started, cursors - keep_from, carry + cursors)
-        start = segments.env * (self.capacity + 1) + segments.first
-        n_acts = segments.last - segments.first
-        obs = self._take("obs", self._index(ranges(start, n_acts + 1)))
-        steps = self._take_fields(_STEP_FIELDS, self._index(ranges(start, n_acts)))
-        self._ep_carry = self._index(carry)
-        if finished_only:
-            self._keep_from(keep_from)
-        else:
-            self._restart_at_cursor()
-        return segments, obs, steps
-
-    def _transition_slots(self, is_tr: torch.Tensor) -> torch.Tensor:
-        """The flat slots where ``is_tr`` (rows x their first slots) holds, row by row.
-
-        On the CPU, numpy's ``flatnonzero``; elsewhere a scatter to ranks counted on
-        the host, so that no sync is needed while the host counts are exact.
-        """
-        width = is_tr.shape[1]
-        if self.device.type == "cpu":
-            self.n_unpopped = is_tr.sum(1).numpy()
-            return self._grid_slots(np.flatnonzero(is_tr.numpy()), width)
-        if not self.counts_exact:
-            self.n_unpopped = is_tr.sum(1).cpu().numpy()
-        counts = self.n_unpopped
-        n = int(counts.sum())
-        offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
-        rank = is_tr.cumsum(1) - 1 + offset[:, None]
-        target = torch.where(is_tr, rank, n)
-        slot = self._rows[:, None] * (self.capacity + 1) + torch.arange(width, device=self.device)
-        index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
-        index.scatter_(0, target.flatten(), slot.flatten())
-        return index[:n]
-
     # ------------------------------------------------------------------ helpers
-    def _index(self, host: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(host, dtype=torch.long, device=self.device)
-
-    def _grid_slots(self, at: np.ndarray, width: int) -> torch.Tensor:
-        """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
-        return self._index(at + (at // width) * (self.capacity + 1 - width))
-
-    def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
-        out = self._take_fields(_STEP_FIELDS, index)
-        out.set("obs", self._take("obs", index))
-        out.set("next_obs", self._take("obs", next_index))
-        return out
-
-    def _clear_flags(self, upto: int) -> None:
-        """Zeroes the done and cut flags of each row's first ``upto`` slots (slots to reuse)."""
-        assert self.data is not None
-        for name in _FLAGS:
-            if name in self.data.keys():  # noqa: SIM118 (a TensorDict's keys are not its rows)
-                self.data[name][:, :upto].zero_()
-
-    def _restart_at_cursor(self) -> None:
-        """Moves each row's current observation to slot 0: all else is popped."""
-        assert self.data is not None
-        self._put("obs", self._base, self._take("obs", self._pos))
-        self._clear_flags(min(int(self._bound.max()) + 2, self.capacity + 1))
-        self._pos = self._base.clone()
-        self.n_unpopped[:] = 0
-        self._bound[:] = 0
-        self.counts_exact = True
-
-    def _keep_from(self, keep_from: np.ndarray) -> None:
-        """Shifts each row's slots ``keep_from[e]..cur[e]`` to the row's start."""
-        assert self.data is not None
-        width = int(self.n_unpopped.max() + 1)
-        first = torch.as_tensor(keep_from, device=self.device)
-        cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
-        self.data[:, :width] = self.data[self._rows[:, None], cols]
-        self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
-        upto = min(int(self._bound.max()) + 2, self.capacity + 1)
-        stale = torch.arange(upto, device=self.device) >= self._cur[:, None]
-        for name in _FLAGS:
-            self.data[name][:, :upto].masked_fill_(stale, False)
-        self._bound = self.n_unpopped.copy()
-
     def _grow(self, needed: int) -> None:
         assert self.data is not None
         self._rebase()
@@ -424,7 +278,7 @@ class SlotStorage(StorageState):
 
     def _alloc_step_fields(self, rec: StepRecord) -> None:
         assert self.data is not None
-        for name in _STEP_FIELDS:
+        for name in STEP_FIELDS:
             self.data[name] = alloc(getattr(rec, name), self.n_envs, self.capacity + 1)
         self._refresh_views()
 

@@ -1,0 +1,226 @@
+"""The slot storage's pops: run ends read from the flags, transitions and segments gathered.
+
+A slot ends a run where the slot before it is done or its ``cut`` flag is set (see
+:mod:`torchbuf.buffer.storage`). On the CPU the pops read the flags and cursors
+through numpy views of the storage's memory; elsewhere with torch ops, reading back
+to the host only what the host must know (none for ``pop_transitions`` while the
+host counts are exact, one transfer for the trajectories' run ends).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from torchbuf.buffer import rows as rows_module
+from torchbuf.buffer.rows import ranges
+from torchbuf.buffer.segments import Segments, cut_segments
+from torchbuf.data.types import Obs
+
+STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
+FLAGS = ("terminated", "truncated", "cut")
+
+
+class SlotReading:
+    """:class:`~torchbuf.buffer.storage.SlotStorage`'s pops (``take_transitions``, ``take_segments``)."""
+
+    device: torch.device
+    capacity: int
+    data: TensorDict | None
+    counts_exact: bool
+    n_unpopped: np.ndarray
+    _rows: torch.Tensor
+    _base: torch.Tensor
+    _pos: torch.Tensor
+    _shift: int
+    _bound: np.ndarray
+    _ep_carry: torch.Tensor
+
+    @property
+    def _cur(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _rebase(self) -> None:
+        raise NotImplementedError
+
+    def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:
+        raise NotImplementedError
+
+    def _take(self, name: str, index: torch.Tensor) -> Obs:
+        raise NotImplementedError
+
+    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
+        raise NotImplementedError
+
+    def _grid(self, width: int) -> tuple[Any, Any, Any, Any]:
+        """Each row's first ``width`` slots for a pop: ``(xp, cursors, columns, carried steps)``.
+
+        On the CPU these are numpy views of the storage's memory and ``xp`` is numpy
+        (a pop of few envs is a handful of small ops, which numpy makes in a
+        microsecond where torch takes several); elsewhere tensors and torch.
+        """
+        if self._host_route():
+            cur = self._pos.numpy() + self._shift - self._base.numpy()
+            return np, cur, np.arange(width), self._ep_carry.numpy()
+        return torch, self._cur, torch.arange(width, device=self.device), self._ep_carry
+
+    def _host_route(self) -> bool:
+        """Whether pops read the storage through numpy views of its memory (the CPU's route)."""
+        return rows_module.host_view(self._pos) is not None
+
+    def _marks(self, width: int, xp: Any) -> tuple[Any, Any]:
+        """Which of each row's first ``width`` slots end a run, and which of those are terminal."""
+        assert self.data is not None
+        terminated, truncated, cut = (self._flag(name, xp)[:, :width] for name in FLAGS)
+        terminal = xp.zeros_like(cut)
+        terminal[:, 1:] = terminated[:, :-1] | truncated[:, :-1]
+        return terminal | cut, terminal
+
+    def _flag(self, name: str, xp: Any) -> Any:
+        """A flag field: its numpy view where ``xp`` is numpy, else the tensor."""
+        assert self.data is not None
+        flag = self.data.get(name)
+        return flag.numpy() if xp is np else flag
+
+    def take_transitions(self) -> TensorDict:
+        """Pops every unpopped transition, env by env in time order.
+
+        Does no device-to-host synchronisation while the host counts are exact; when
+        a step's active rows were known only on the device, reads the per-row
+        counts first (one synchronisation of ``n_envs`` integers).
+
+        Returns:
+            A flat TensorDict with ``obs, next_obs, acts, rews, terminated,
+            truncated``, batch ``(n,)``; a copy, never a view.
+        """
+        assert self.data is not None and "acts" in self.data
+        self._rebase()
+        width = int(self._bound.max())
+        xp, cur, col, carry = self._grid(width)
+        ends, _ = self._marks(width, xp)
+        live = col < cur[:, None]
+        ends &= live
+        is_tr = ~ends & live
+        index = self._transition_slots(is_tr)
+        out = self._gather(index, index + 1)
+        last = xp.amax(xp.where(ends, col, -1), 1)  # each row's last run end
+        carry = xp.where(last >= 0, cur - last - 1, carry + cur)
+        self._ep_carry = torch.from_numpy(carry) if xp is np else carry
+        self._restart_at_cursor()
+        return out
+
+    def take_segments(self, finished_only: bool) -> tuple[Segments, Obs, TensorDict]:
+        """Pops trajectories: completed episodes, and partial ones unless ``finished_only``.
+
+        Reads the marks of the unpopped slots, the cursors and the carried episode
+        steps to the host: one synchronisation, of ``n_envs`` x (slots since the
+        last pop) small integers, never of observation data.
+
+        Args:
+            finished_only: Keep the running episodes' slots unpopped.
+
+        Returns:
+            The segments, the observations of all segments concatenated (each
+            segment's ``last - first + 1`` slots), and the per-action fields of all
+            segments concatenated (``last - first`` slots each).
+        """
+        assert self.data is not None and "acts" in self.data
+        self._rebase()
+        width = int(self._bound.max()) + 1
+        xp, cur, col, carried = self._grid(width)
+        ends, terminal = self._marks(width, xp)
+        kinds = xp.where(col < cur[:, None], ends * 1 + terminal * 1, 0)  # 2 terminal, 1 cut
+        if xp is np:
+            cursors, carry = cur, carried.copy()
+        else:  # one transfer
+            host = torch.cat([kinds, cur[:, None], carried[:, None]], 1).cpu().numpy()
+            kinds, cursors, carry = host[:, :-2], host[:, -2], host[:, -1]
+        segments, keep_from = cut_segments(kinds, cursors, carry, finished_only)
+        started = keep_from > 0  # the running episode began in these slots
+        if finished_only:
+            self.n_unpopped = np.maximum(cursors - keep_from, 0)
+            self.counts_exact = True
+            carry = np.where(started, 0, carry)
+        else:
+            carry = np.where(started, cursors - keep_from, carry + cursors)
+        start = segments.env * (self.capacity + 1) + segments.first
+        n_acts = segments.last - segments.first
+        obs = self._take("obs", self._index(ranges(start, n_acts + 1)))
+        steps = self._take_fields(STEP_FIELDS, self._index(ranges(start, n_acts)))
+        self._ep_carry = self._index(carry)
+        if finished_only:
+            self._keep_from(keep_from)
+        else:
+            self._restart_at_cursor()
+        return segments, obs, steps
+
+    def _transition_slots(self, is_tr: Any) -> torch.Tensor:
+        """The flat slots where ``is_tr`` (rows x their first slots) holds, row by row.
+
+        For a numpy ``is_tr`` (the CPU), numpy's ``flatnonzero``; elsewhere a scatter
+        to ranks counted on the host, so that no sync is needed while the host counts
+        are exact.
+        """
+        width = is_tr.shape[1]
+        if isinstance(is_tr, np.ndarray):
+            self.n_unpopped = is_tr.sum(1)
+            return self._grid_slots(np.flatnonzero(is_tr), width)
+        if not self.counts_exact:
+            self.n_unpopped = is_tr.sum(1).cpu().numpy()
+        counts = self.n_unpopped
+        n = int(counts.sum())
+        offset = torch.as_tensor(np.cumsum(counts) - counts, device=self.device)
+        rank = is_tr.cumsum(1) - 1 + offset[:, None]
+        target = torch.where(is_tr, rank, n)
+        slot = self._rows[:, None] * (self.capacity + 1) + torch.arange(width, device=self.device)
+        index = torch.zeros(n + 1, dtype=torch.long, device=self.device)
+        index.scatter_(0, target.flatten(), slot.flatten())
+        return index[:n]
+
+    def _index(self, host: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(host, dtype=torch.long, device=self.device)
+
+    def _grid_slots(self, at: np.ndarray, width: int) -> torch.Tensor:
+        """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
+        return self._index(at + (at // width) * (self.capacity + 1 - width))
+
+    def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
+        out = self._take_fields(STEP_FIELDS, index)
+        out.set("obs", self._take("obs", index))
+        out.set("next_obs", self._take("obs", next_index))
+        return out
+
+    def _clear_flags(self, upto: int) -> None:
+        """Zeroes the done and cut flags of each row's first ``upto`` slots (slots to reuse)."""
+        assert self.data is not None
+        xp = np if self._host_route() else torch
+        for name in FLAGS:
+            if name in self.data.keys():  # noqa: SIM118 (a TensorDict's keys are not its rows)
+                self._flag(name, xp)[:, :upto] = False
+
+    def _restart_at_cursor(self) -> None:
+        """Moves each row's current observation to slot 0: all else is popped."""
+        assert self.data is not None
+        self._put("obs", self._base, self._take("obs", self._pos))
+        self._clear_flags(min(int(self._bound.max()) + 2, self.capacity + 1))
+        self._pos = self._base.clone()
+        self.n_unpopped[:] = 0
+        self._bound[:] = 0
+        self.counts_exact = True
+
+    def _keep_from(self, keep_from: np.ndarray) -> None:
+        """Shifts each row's slots ``keep_from[e]..cur[e]`` to the row's start."""
+        assert self.data is not None
+        width = int(self.n_unpopped.max() + 1)
+        first = torch.as_tensor(keep_from, device=self.device)
+        cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
+        self.data[:, :width] = self.data[self._rows[:, None], cols]
+        self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
+        upto = min(int(self._bound.max()) + 2, self.capacity + 1)
+        stale = torch.arange(upto, device=self.device) >= self._cur[:, None]
+        for name in FLAGS:
+            self.data[name][:, :upto].masked_fill_(stale, False)
+        self._bound = self.n_unpopped.copy()
