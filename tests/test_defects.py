@@ -343,3 +343,29 @@ def test_sb3_terminal_observations_out_of_a_uint8_space_raise_naming_env(final: 
     env.step(np.array([0, 1]))
     with pytest.raises(ValueError, match=rf"terminal_observation'\](: env| of env) 1.*{match}"):
         env.step(np.array([0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("finals", "bad_env", "match"),
+    [
+        ([[1, 4], [2, 5], [300, 4]], 3, r"\[300"),  # one dtype: the batch's cast fails, the env is named
+        ([[1, 4], [2, 5], [0.5, 4.0]], 3, r"float64 does not fit"),  # mixed dtypes: checked one by one
+        ([[1, 4], [True, False], [2, 5]], 2, r"bool does not fit"),
+    ],
+)
+def test_sb3_terminal_observations_checked_as_one_batch_still_name_the_env(finals, bad_env, match) -> None:
+    """The ended envs' terminal observations are checked and cast as one batch; errors name the env."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from torchbuf import BufferingWrapper
+
+    class Running(_ByteEnd):  # never ends: the ended envs' batch positions are not their env ids
+        def step(self, action):
+            return np.ones(2, np.uint8), 0.0, False, False, {}
+
+    fns = [lambda: Running(None)] + [lambda f=f: _ByteEnd(np.asarray(f)) for f in finals]
+    env = BufferingWrapper(DummyVecEnv(fns))
+    env.reset()
+    env.step(np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match=rf"terminal_observation'\](: env| of env) {bad_env}.*{match}"):
+        env.step(np.zeros(4, dtype=np.int64))

@@ -11,7 +11,7 @@ import torch
 
 from torchbuf.buffer.record import StepRecord
 from torchbuf.data.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
-from torchbuf.data.spaces import check_one, fit_one, fit_space
+from torchbuf.data.spaces import check_batch, check_one, fit_one, fit_space
 
 
 def sb3_record(
@@ -65,11 +65,10 @@ def sb3_record(
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
         ends = [infos[env]["terminal_observation"] for env in ended.tolist()]
-        if obs_space is not None:
-            for i, env in enumerate(ended.tolist()):
-                check_one(obs_space, ends[i], f"info['terminal_observation'] of env {env}")
-                ends[i] = fit_one(obs_space, ends[i], "info['terminal_observation']", env)
-        terminal = stack_obs(ends, device)
+        if obs_space is None:
+            terminal = stack_obs(ends, device)
+        else:
+            terminal = obs_to_tensors(_final_batch(obs_space, ends, ended), len(ends), device)
         final = cast_like(terminal, obs_t)
     return StepRecord(
         obs=obs_t,
@@ -81,6 +80,45 @@ def sb3_record(
         final_rows=ended if final is not None else None,
         dones_host=dones,
     )
+
+
+_FINAL = "info['terminal_observation']"
+
+
+def _final_batch(space: gym.Space, ends: list[Any], ended: np.ndarray) -> Any:
+    """The ended envs' terminal observations as one host batch in the space's dtype.
+
+    Checked and cast as one batch; where that fails, env by env, so that the error
+    names the env whose observation does not fit.
+
+    Raises:
+        ValueError: an env's terminal observation does not fit the space.
+    """
+    try:
+        batch = _stack_host(ends)
+        check_batch(space, batch, len(ends), _FINAL)
+        return fit_space(space, batch, _FINAL)
+    except (ValueError, TypeError, KeyError):
+        pass
+    ends = list(ends)
+    for i, env in enumerate(ended.tolist()):  # raises naming the env
+        check_one(space, ends[i], f"{_FINAL} of env {env}")
+        ends[i] = fit_one(space, ends[i], _FINAL, env)
+    return _stack_host(ends)
+
+
+def _stack_host(items: list[Any]) -> Any:
+    """Stacks single host observations (arrays of one dtype, or mappings with the same keys) into a batch."""
+    first = items[0]
+    if isinstance(first, dict):
+        keys = set(first)
+        if any(not isinstance(it, dict) or set(it) != keys for it in items):
+            raise ValueError("the observations' keys differ")
+        return {k: _stack_host([it[k] for it in items]) for k in first}
+    arrays = [np.asarray(it) for it in items]
+    if any(a.dtype != arrays[0].dtype for a in arrays):
+        raise ValueError("the observations' dtypes differ")  # each is checked on its own
+    return np.stack(arrays)
 
 
 def _float(rews: torch.Tensor) -> torch.Tensor:
