@@ -82,7 +82,7 @@ def _feed(truth: Truth, step: tuple) -> None:
 @pytest.mark.parametrize("variant", ["default", "rebase-every-3-steps", "gpu-route"])
 def test_steps_never_sync_and_pops_return_the_envs_record(make, keep_infos, device, variant, monkeypatch):
     if variant != "default" and device != "cpu":
-        pytest.skip("a CPU variant of the storage's routes")
+        pytest.skip("CPU-only variant: on CUDA the default case already takes the GPU route and rebases")
     if variant == "rebase-every-3-steps":  # the cursors' shift folded in every third full-batch step
         monkeypatch.setattr(storage_module, "_SHIFTS", 3)
     if variant == "gpu-route":

@@ -20,7 +20,7 @@ from torchbuf import io
 @pytest.mark.parametrize("case", CASES)
 def test_a_first_layout_checkpoint_resumes_as_the_run_that_wrote_it(case):
     if case.startswith("vector") and not hasattr(gym.vector, "AutoresetMode"):
-        pytest.skip("written through gymnasium 1.x's SyncVectorEnv autoreset modes")
+        pytest.skip("this checkpoint was written through gymnasium 1.x's AutoresetMode, which 0.29 lacks")
     assert (DATA / case / "data" / "storage" / "ep_len.memmap").exists(), "not a first-layout checkpoint"
     wrapper, truth = make(case)
     scenario(case, wrapper, truth)

@@ -14,31 +14,11 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from torchbuf.buffer.slotstate import SlotState
 
-class StorageState:
+
+class StorageState(SlotState):
     """:class:`~torchbuf.buffer.storage.SlotStorage`'s ``state_dict`` and ``load_state_dict``."""
-
-    n_envs: int
-    device: torch.device
-    capacity: int
-    data: TensorDict | None
-    counts_exact: bool
-    n_unpopped: np.ndarray
-    _rows: torch.Tensor
-    _base: torch.Tensor
-    _pos: torch.Tensor
-    _shift: int
-    _slack: int
-    _bound: np.ndarray
-    _ep_carry: torch.Tensor
-    _awaiting: torch.Tensor
-
-    @property
-    def _cur(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _refresh_views(self) -> None:
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """The unpopped state: live slots, cursors and host counts.

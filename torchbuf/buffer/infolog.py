@@ -41,14 +41,9 @@ class InfoLog:
 
     def take(self) -> list[InfoArray]:
         """Removes and returns every logged info, one array per env, in time order."""
-        carry = self._carry
-        logged, counts = self._take_logged()
-        ends = np.cumsum(counts).tolist()
-        starts = [0, *ends[:-1]]
-        return [
-            InfoArray.concatenate([carry[e], logged[a:b]]) if len(carry[e]) else logged[a:b]
-            for e, (a, b) in enumerate(zip(starts, ends))
-        ]
+        infos, counts = self.take_all()
+        ends = np.cumsum(counts)
+        return [infos[int(b - n) : int(b)] for b, n in zip(ends, counts)]
 
     def take_all(self) -> tuple[InfoArray, np.ndarray]:
         """Removes every logged info: one array, env by env in time order, and each env's count."""

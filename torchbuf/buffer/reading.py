@@ -18,42 +18,15 @@ from tensordict import TensorDict
 from torchbuf.buffer import rows as rows_module
 from torchbuf.buffer.rows import ranges
 from torchbuf.buffer.segments import Segments, cut_segments
+from torchbuf.buffer.slotstate import SlotState
 from torchbuf.data.types import Obs
 
 STEP_FIELDS = ("acts", "rews", "terminated", "truncated")
 FLAGS = ("terminated", "truncated", "cut")
 
 
-class SlotReading:
+class SlotReading(SlotState):
     """:class:`~torchbuf.buffer.storage.SlotStorage`'s pops (``take_transitions``, ``take_segments``)."""
-
-    device: torch.device
-    capacity: int
-    data: TensorDict | None
-    counts_exact: bool
-    n_unpopped: np.ndarray
-    _rows: torch.Tensor
-    _base: torch.Tensor
-    _pos: torch.Tensor
-    _shift: int
-    _bound: np.ndarray
-    _ep_carry: torch.Tensor
-
-    @property
-    def _cur(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _rebase(self) -> None:
-        raise NotImplementedError
-
-    def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:
-        raise NotImplementedError
-
-    def _take(self, name: str, index: torch.Tensor) -> Obs:
-        raise NotImplementedError
-
-    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
-        raise NotImplementedError
 
     def _grid(self, width: int) -> tuple[Any, Any, Any, Any]:
         """Each row's first ``width`` slots for a pop: ``(xp, cursors, columns, carried steps)``.

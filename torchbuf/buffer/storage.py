@@ -59,7 +59,7 @@ class SlotStorage(StorageState, SlotReading):
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
         self._pos = self._base.clone()  # each row's cursor as a flat slot index, less _shift
-        self._shift = 0
+        self._shift, self._shifts = 0, 1  # shifted views per leaf: set with the views
         self._ep_carry = torch.zeros(n_envs, dtype=torch.int64, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
@@ -161,44 +161,51 @@ class SlotStorage(StorageState, SlotReading):
         one slot further.
         """
         assert rec.final_rows is None, "a full batch of final observations, or none"
-        if self._shift + 1 >= _SHIFTS or self._shift + 1 >= self.capacity:
+        if self._shift + 1 >= self._shifts:
             self._rebase()
         k, pos = self._shift, self._pos
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name), k)
         done = rec.terminated | rec.truncated
-        self._put("obs", pos, rec.obs if rec.final_in_obs or rec.final_obs is None else rec.final_obs, k + 1)
         self._pos, self._shift = pos + done, k + 1
+        self._put_next_obs(rec, pos, self._pos, k + 1)
         if rec.final_in_obs:
             self._awaiting = self._awaiting | done
-        else:
-            self._put("obs", self._pos, rec.obs, k + 1)
 
     def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any) -> None:
-        """Episode ends the host knows: every row written once, the ended rows again.
+        """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
+
+        A row's observation goes to its next slot, or one slot further where its
+        episode ended (the final observation takes the next slot), so no row is
+        written twice.
 
         ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
         cursors' memory and host indices, so that a full-batch step makes no torch
         call for its bookkeeping.
         """
         assert rec.dones_host is not None
-        self._put("obs", nxt, rec.obs)
         add_rows(pos, rows, steps)
         if not rec.dones_host.any():
+            self._put("obs", nxt, rec.obs)
             return
         ended = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
-        at_step = torch.as_tensor(ended, device=self.device)
-        at = at_step if isinstance(pos, torch.Tensor) else ended
+        on_device = isinstance(pos, torch.Tensor)
+        at = torch.as_tensor(ended, device=self.device) if on_device else ended
         at_row = at if rows is None else rows[at]
-        final = nxt[at]
-        if not rec.final_in_obs:
-            assert rec.final_obs is not None, "an episode ended without its final observation"
-            ended_final = rec.final_obs if rec.final_rows is not None else rec.final_obs[at_step]
-            self._put("obs", final, ended_final)
-            self._put("obs", final + 1, rec.obs[at_step])
-        pos[at_row] += 1
-        if rec.final_in_obs:
+        if rec.final_in_obs:  # obs holds the final observations; the next slot stays free
+            self._put("obs", nxt, rec.obs)
             self._awaiting[at_row] = True
+        else:
+            assert rec.final_obs is not None, "an episode ended without its final observation"
+            skip = torch.as_tensor(rec.dones_host, device=self.device) if on_device else rec.dones_host
+            self._put("obs", nxt + skip, rec.obs)  # an ended row's reset observation one slot further
+            final = (
+                rec.final_obs
+                if rec.final_rows is not None
+                else rec.final_obs[torch.as_tensor(ended, device=self.device)]
+            )
+            self._put("obs", nxt[at], final)
+        pos[at_row] += 1
 
     def _ends_on_device(
         self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
@@ -213,16 +220,27 @@ class SlotStorage(StorageState, SlotReading):
         if rec.active is not None:
             done = done & rec.active
         reset_at = nxt + done
+        self._put_next_obs(rec, nxt, reset_at)
         if rec.final_in_obs:
-            self._put("obs", nxt, rec.obs)
             self._awaiting = _set(self._awaiting, rows, get_rows(self._awaiting, rows) | done)
-        else:
-            self._put("obs", nxt, rec.obs if rec.final_obs is None else rec.final_obs)
-            self._put("obs", reset_at, rec.obs)
         if rec.active is None:
             self._pos = _set(self._pos, rows, reset_at)
         else:  # an inactive row's nxt is the trash column: its cursor stays
             add_rows(self._pos, rows, steps + done)
+
+    def _put_next_obs(self, rec: StepRecord, nxt: Any, reset_at: Any, shift: int = 0) -> None:
+        """Writes a device step's observations: the final ones at ``nxt``, then ``obs`` at ``reset_at``.
+
+        ``reset_at`` is ``nxt + done``: a running row's observation overwrites its final
+        one (ops on one device stream run in order), an ended row's reset observation
+        lands one slot further. With ``final_in_obs`` ``obs`` holds the final ones and
+        the next slot stays free for the reset observation.
+        """
+        if rec.final_in_obs:
+            self._put("obs", nxt, rec.obs, shift)
+            return
+        self._put("obs", nxt, rec.obs if rec.final_obs is None else rec.final_obs, shift)
+        self._put("obs", reset_at, rec.obs, shift)
 
     def _count_on_host(self, rec: StepRecord) -> None:
         """Advances the host counts (exact where the host has the flags) and grows."""
@@ -254,16 +272,6 @@ class SlotStorage(StorageState, SlotReading):
         if top + 1 >= self.capacity:
             self._grow(top + 2)
         self._slack = self.capacity - 2 - top  # a full-batch step uses at most 2 of them
-
-    def _rebase(self) -> None:
-        """Folds the shift into the cursors (one op), for the steps and pops that index them."""
-        if self._shift:
-            self._pos, self._shift = self._pos + self._shift, 0
-
-    @property
-    def _cur(self) -> torch.Tensor:
-        """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
-        return self._pos + self._shift - self._base
 
     # ------------------------------------------------------------------ helpers
     def _grow(self, needed: int) -> None:
@@ -298,13 +306,13 @@ class SlotStorage(StorageState, SlotReading):
         """Flat ``(n_envs * (capacity + 1), ...)`` views of every field's leaves, for the writes."""
         assert self.data is not None
         flat = self.data.reshape(-1)
-        shifts = min(_SHIFTS, self.capacity)
+        self._shifts = min(_SHIFTS, self.capacity)
         self._flat = {}
         for name in flat.keys():  # noqa: SIM118 (iterating a TensorDict walks its rows)
             assert isinstance(name, str)
             field = flat[name]
             leaves = [(None, field)] if isinstance(field, torch.Tensor) else field.items(True, True)
-            self._flat[name] = [Rows(key, leaf, 1 if name == "cut" else shifts) for key, leaf in leaves]
+            self._flat[name] = [Rows(key, leaf, 1 if name == "cut" else self._shifts) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
         self._trash = self._base + self.capacity
 

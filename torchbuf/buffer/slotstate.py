@@ -1,0 +1,57 @@
+"""The state every part of the slot storage shares: its tensors, counts and cursors.
+
+:class:`~torchbuf.buffer.storage.SlotStorage` writes, :class:`~torchbuf.buffer.reading.SlotReading`
+pops, :class:`~torchbuf.buffer.checkpoint.StorageState` saves and restores; each works on
+the attributes declared here, which ``SlotStorage.__init__`` sets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from torchbuf.data.types import Obs
+
+
+class SlotState:
+    """The storage's attributes, its cursors, and the leaf writes and reads the parts share."""
+
+    n_envs: int
+    device: torch.device
+    capacity: int
+    data: TensorDict | None
+    counts_exact: bool
+    n_unpopped: np.ndarray
+    _rows: torch.Tensor
+    _base: torch.Tensor
+    _pos: torch.Tensor  # each row's cursor as a flat slot index, less ``_shift``
+    _shift: int
+    _slack: int
+    _bound: np.ndarray
+    _ep_carry: torch.Tensor
+    _awaiting: torch.Tensor
+
+    @property
+    def _cur(self) -> torch.Tensor:
+        """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
+        return self._pos + self._shift - self._base
+
+    def _rebase(self) -> None:
+        """Folds the shift into the cursors (one op), for the steps and pops that index them."""
+        if self._shift:
+            self._pos, self._shift = self._pos + self._shift, 0
+
+    def _refresh_views(self) -> None:
+        raise NotImplementedError
+
+    def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:
+        raise NotImplementedError
+
+    def _take(self, name: str, index: torch.Tensor) -> Obs:
+        raise NotImplementedError
+
+    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
+        raise NotImplementedError
