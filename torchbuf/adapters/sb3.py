@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from torchbuf.buffer.record import StepRecord
-from torchbuf.data.convert import as_tensor, cast_like, obs_to_tensors, stack_obs
+from torchbuf.data.convert import to_storage
 from torchbuf.data.spaces import check_batch, check_one, fit_one, fit_space
 
 
@@ -21,13 +21,15 @@ def sb3_record(
     dones: np.ndarray,
     infos: Sequence[dict[str, Any]],
     device: torch.device,
-    obs_space: gym.Space | None = None,
-    act_space: gym.Space | None = None,
+    obs_space: gym.Space,
+    act_space: gym.Space,
 ) -> StepRecord:
     """Turns one ``VecEnv.step_wait()`` result into a step record.
 
     Only the envs whose episode ended are visited on the host (to read their
-    ``terminal_observation`` and ``TimeLimit.truncated``); the rest is batched.
+    ``terminal_observation`` and ``TimeLimit.truncated``); the rest is batched. For a
+    CPU storage the record keeps the env's host arrays (the storage copies them), so
+    a step makes no tensor.
 
     Args:
         acts: The actions passed to ``step_async``.
@@ -36,12 +38,12 @@ def sb3_record(
         dones: Episode-end flags.
         infos: One info dict per env.
         device: Storage device.
-        obs_space: Where given, observations (final ones included) are stored in its
-            dtype and checked against it, naming the env.
-        act_space: Where given, actions are stored in its dtype.
+        obs_space: Observations (final ones included) are stored in its dtype and
+            checked against it, naming the env.
+        act_space: Actions are stored in its dtype.
 
     Returns:
-        The record, on ``device``.
+        The record, for a storage on ``device``.
 
     Raises:
         KeyError: an env ended its episode without ``terminal_observation``.
@@ -49,33 +51,23 @@ def sb3_record(
     """
     dones = np.asarray(dones, dtype=bool)
     n = len(dones)
-    if np.shape(rews) != (n,):
+    if getattr(rews, "shape", None) != (n,) and np.shape(rews) != (n,):
         raise ValueError(f"rewards: expected shape ({n},) (one per env), got {np.shape(rews)}")
-    if obs_space is not None:
-        obs = fit_space(obs_space, obs, "obs")
-    if act_space is not None:
-        acts = fit_space(act_space, acts, "actions")
-    obs_t = obs_to_tensors(obs, n, device)
-    ended = np.flatnonzero(dones)
-    truncated = np.zeros(n, dtype=bool)
-    final = None
+    ended = dones.nonzero()[0]
+    truncated, final = np.zeros(n, dtype=bool), None
     if ended.size:
         for env in ended.tolist():
             if "terminal_observation" not in infos[env]:
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             truncated[env] = bool(infos[env].get("TimeLimit.truncated", False))
         ends = [infos[env]["terminal_observation"] for env in ended.tolist()]
-        if obs_space is None:
-            terminal = stack_obs(ends, device)
-        else:
-            terminal = obs_to_tensors(_final_batch(obs_space, ends, ended), len(ends), device)
-        final = cast_like(terminal, obs_t)
+        final = to_storage(_final_batch(obs_space, ends, ended), len(ends), device)
     return StepRecord(
-        obs=obs_t,
-        acts=as_tensor(acts, device),
-        rews=_float(as_tensor(rews, device)),
-        terminated=as_tensor(dones & ~truncated if ended.size else dones, device),
-        truncated=as_tensor(truncated, device),
+        obs=to_storage(fit_space(obs_space, obs, "obs"), n, device),
+        acts=to_storage(fit_space(act_space, acts, "actions"), n, device),
+        rews=to_storage(_float(np.asarray(rews)), n, device),
+        terminated=to_storage(dones & ~truncated if ended.size else dones, n, device),
+        truncated=to_storage(truncated, n, device),
         final_obs=final,
         final_rows=ended if final is not None else None,
         dones_host=dones,
@@ -121,6 +113,6 @@ def _stack_host(items: list[Any]) -> Any:
     return np.stack(arrays)
 
 
-def _float(rews: torch.Tensor) -> torch.Tensor:
+def _float(rews: np.ndarray) -> np.ndarray:
     """Integer rewards as float64 (exact), so a later float reward is never truncated."""
-    return rews if rews.is_floating_point() else rews.to(torch.float64)
+    return rews if rews.dtype.kind == "f" else rews.astype(np.float64)

@@ -1,7 +1,8 @@
 """The step record: what every adapter turns its env's step output into.
 
 One record holds one step of a batch of envs, already as tensors on the storage
-device. Storage writes records; it never sees an env.
+device, or for a CPU storage as host arrays it copies. Storage writes records; it
+never sees an env.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ class StepRecord:
             when every env stepped.
     """
 
-    obs: Obs
-    acts: Obs
-    rews: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    final_obs: Obs | None = None
+    obs: Obs | np.ndarray
+    acts: Obs | np.ndarray
+    rews: torch.Tensor | np.ndarray
+    terminated: torch.Tensor | np.ndarray
+    truncated: torch.Tensor | np.ndarray
+    final_obs: Obs | np.ndarray | None = None
     final_rows: np.ndarray | None = None
     final_in_obs: bool = False
     active: torch.Tensor | None = None

@@ -41,6 +41,7 @@ class Rows:
         self.wide_dtype = wide[0] if wide else None
         self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
         self.slots = _one_element_per_row(self.host)
+        self._row_shape = None if self.host is None else self.host.shape[1:]
         self.shifts = max(1, min(shifts, leaf.shape[0]))
         target = self.leaf if self.wide is None else self.wide
         self._shifted: list[torch.Tensor] = []
@@ -54,7 +55,7 @@ class Rows:
         ``shift`` slots later, so the storage adds a host offset to a device index
         without a device op.
         """
-        if self.host is not None and (isinstance(value, np.ndarray) or value.device.type == "cpu"):
+        if self.host is not None:  # a CPU leaf: the step's values are host arrays or CPU tensors
             self._put_host(index, value, shift)
             return
         if isinstance(index, np.ndarray) or isinstance(value, np.ndarray):  # host data, a device leaf
@@ -87,7 +88,7 @@ class Rows:
             host, slots = host[shift:], None if slots is None else slots[shift:]
         at = index.numpy() if isinstance(index, torch.Tensor) else index
         data = value.numpy() if isinstance(value, torch.Tensor) else value
-        if slots is None or data.shape != (len(at), *host.shape[1:]):  # 1-D, or broadcast
+        if slots is None or data.shape[1:] != self._row_shape or len(data) != len(at):  # 1-D, or broadcast
             host[at] = data
             return
         rows = np.ascontiguousarray(data, dtype=host.dtype)  # the cast host[at] = data makes
@@ -144,8 +145,10 @@ def spec(td: TensorDictBase, skip: int) -> dict:
     return {k: (v.shape[skip:], v.dtype) for k, v in td.items(True, True)}
 
 
-def alloc(value: Obs, rows: int, slots: int) -> Obs:
-    """Zeros of ``rows`` x ``slots`` elements shaped like each element of ``value``."""
+def alloc(value: Obs | np.ndarray, rows: int, slots: int) -> Obs:
+    """Zeros of ``rows`` x ``slots`` elements shaped like each element of ``value`` (arrays: on the CPU)."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value[:0].copy())
     if isinstance(value, torch.Tensor):
         return torch.zeros((rows, slots, *value.shape[1:]), dtype=value.dtype, device=value.device)
     return value.new_zeros(torch.Size([rows, slots]))

@@ -23,7 +23,7 @@ that start ``shift`` slots later, so its only index arithmetic is ``cursor + don
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class SlotStorage(StorageState, SlotReading):
         assert self.data is not None, "start() first"
         if "acts" not in self._flat:
             self._alloc_step_fields(rec)
-        self._count_on_host(rec)
+        ended = self._count_on_host(rec)
         if rec.env_ids is None and rec.active is None and rec.dones_host is None:
             self._write_full_batch(rec)
             return
@@ -144,12 +144,12 @@ class SlotStorage(StorageState, SlotReading):
             here = torch.where(active, here, trash)
         for name in STEP_FIELDS:
             self._put(name, here, getattr(rec, name))
-        nxt = here + 1 if active is None else torch.where(active, here + 1, trash)
+        nxt = None if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, pos, rows, nxt, steps)
+            self._ends_on_host(rec, pos, rows, nxt, steps, ended)
         else:
-            self._ends_on_device(rec, rows, nxt, steps)
+            self._ends_on_device(rec, rows, here + 1 if nxt is None else nxt, steps)
 
     def _write_full_batch(self, rec: StepRecord) -> None:
         """Every row steps, episode ends known only on the device: eight ops, no sync.
@@ -166,13 +166,15 @@ class SlotStorage(StorageState, SlotReading):
         k, pos = self._shift, self._pos
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name), k)
-        done = rec.terminated | rec.truncated
+        done = _done(rec)
         self._pos, self._shift = pos + done, k + 1
         self._put_next_obs(rec, pos, self._pos, k + 1)
         if rec.final_in_obs:
             self._awaiting = self._awaiting | done
 
-    def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any) -> None:
+    def _ends_on_host(
+        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | None
+    ) -> None:
         """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
 
         A row's observation goes to its next slot, or one slot further where its
@@ -181,16 +183,19 @@ class SlotStorage(StorageState, SlotReading):
 
         ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
         cursors' memory and host indices, so that a full-batch step makes no torch
-        call for its bookkeeping.
+        call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step;
+        ``ended``: whether an episode ended (``None``: not known yet).
         """
         assert rec.dones_host is not None
         add_rows(pos, rows, steps)
-        if not rec.dones_host.any():
+        if nxt is None:
+            nxt = get_rows(pos, rows)
+        if not (rec.dones_host.any() if ended is None else ended):
             self._put("obs", nxt, rec.obs)
             return
-        ended = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
+        ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
         on_device = isinstance(pos, torch.Tensor)
-        at = torch.as_tensor(ended, device=self.device) if on_device else ended
+        at = torch.as_tensor(ends, device=self.device) if on_device else ends
         at_row = at if rows is None else rows[at]
         if rec.final_in_obs:  # obs holds the final observations; the next slot stays free
             self._put("obs", nxt, rec.obs)
@@ -202,7 +207,7 @@ class SlotStorage(StorageState, SlotReading):
             final = (
                 rec.final_obs
                 if rec.final_rows is not None
-                else rec.final_obs[torch.as_tensor(ended, device=self.device)]
+                else rec.final_obs[torch.as_tensor(ends, device=self.device)]
             )
             self._put("obs", nxt[at], final)
         pos[at_row] += 1
@@ -216,7 +221,7 @@ class SlotStorage(StorageState, SlotReading):
         slot and the step's observations to next slot + ``done`` after them; an
         inactive row's next slot is the trash column.
         """
-        done = rec.terminated | rec.truncated
+        done = _done(rec)
         if rec.active is not None:
             done = done & rec.active
         reset_at = nxt + done
@@ -242,19 +247,21 @@ class SlotStorage(StorageState, SlotReading):
         self._put("obs", nxt, rec.obs if rec.final_obs is None else rec.final_obs, shift)
         self._put("obs", reset_at, rec.obs, shift)
 
-    def _count_on_host(self, rec: StepRecord) -> None:
-        """Advances the host counts (exact where the host has the flags) and grows."""
+    def _count_on_host(self, rec: StepRecord) -> bool | None:
+        """Advances the host counts (exact where the host has the flags) and grows.
+
+        Returns:
+            Whether an episode ended, where that was found on the way, else ``None``.
+        """
         if rec.env_ids is None and rec.active is None and rec.dones_host is not None:
             self.n_unpopped += 1
-            self._bound += 1
-            ended = rec.dones_host.any()
-            if ended:
-                self._bound += rec.dones_host
+            ended = bool(rec.dones_host.any())
+            self._bound += rec.dones_host + 1 if ended else 1
             if self._slack >= 2:  # no row can reach the last slot: skip the check
-                self._slack -= 1 + int(ended)
+                self._slack -= 1 + ended
             else:
                 self._ensure_capacity()
-            return
+            return ended
         host_rows = slice(None) if rec.env_ids is None else rec.env_ids
         active: int | np.ndarray = 1
         if rec.active is not None and rec.active_host is not None:
@@ -265,6 +272,7 @@ class SlotStorage(StorageState, SlotReading):
         self._bound[host_rows] += active + ends
         self.n_unpopped[host_rows] += active
         self._ensure_capacity()
+        return None
 
     def _ensure_capacity(self) -> None:
         """Grows where a cursor bound reaches the last slot; notes how many slots stay free."""
@@ -350,6 +358,11 @@ class SlotStorage(StorageState, SlotReading):
                 and (obs.shape[1:] == stored.shape[2:] and obs.dtype == stored.dtype)
             )
         return spec(obs, 1) == spec(stored, 2)
+
+
+def _done(rec: StepRecord) -> torch.Tensor:
+    """A device step's ``terminated | truncated`` (device steps hold tensors, never host arrays)."""
+    return cast(torch.Tensor, rec.terminated | rec.truncated)
 
 
 def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:

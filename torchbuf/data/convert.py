@@ -53,6 +53,26 @@ def obs_to_tensors(obs: Any, batch: int, device: torch.device) -> Obs:
     return as_tensor(obs, device)
 
 
+def to_storage(x: Any, batch: int, device: torch.device) -> Obs | np.ndarray:
+    """A step's values for a storage on ``device``.
+
+    For a CPU storage a numeric host array stays as it is (the storage copies it into
+    its own memory, so a step makes no tensor); anything else becomes tensors there,
+    as :func:`obs_to_tensors` makes them.
+
+    Args:
+        x: A batch (array, tensor or nested mapping), leading dimension ``batch``.
+        batch: The batch size.
+        device: The storage device.
+
+    Returns:
+        ``x`` itself, or a tensor or TensorDict on ``device``.
+    """
+    if device.type == "cpu" and isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return x
+    return obs_to_tensors(x, batch, device)
+
+
 def stack_obs(items: list[Any], device: torch.device) -> Obs:
     """Stacks single observations (arrays or nested mappings) into a batch."""
     first = items[0]

@@ -52,9 +52,17 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
         _check_discrete(space, value, field)
 
 
+_FEW = 32
+
+
 def _check_discrete(space: spaces.Discrete, value: np.ndarray, field: str) -> None:
-    lo, hi = space.start, space.start + space.n
-    if value.size and (value.min() < lo or value.max() >= hi):
+    lo, hi = int(space.start), int(space.start + space.n)
+    if value.size <= _FEW:  # a few values: Python's min and max of a list beat two numpy reductions
+        values = value.ravel().tolist()
+        fits = not values or (lo <= min(values) and max(values) < hi)
+    else:
+        fits = value.min() >= lo and value.max() < hi
+    if not fits:
         bad = np.flatnonzero((value < lo) | (value >= hi))
         raise ValueError(f"{field}: env {int(bad[0])} gave {value[bad[0]]}, outside {space}")
 

@@ -92,6 +92,12 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         return obs
 
     @exclusive
+    def step(self, actions: np.ndarray) -> VecEnvStepReturn:
+        """Steps the wrapped env with ``actions`` and records it (``step_async``, then ``step_wait``)."""
+        self._step_async(actions)
+        return self._step_wait()
+
+    @exclusive
     def step_async(self, actions: np.ndarray) -> None:
         """Checks and saves ``actions``, then steps the wrapped env.
 
@@ -99,6 +105,9 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             RuntimeError: called before ``reset()`` or with a step still pending.
             ValueError: ``actions`` do not fit the action space.
         """
+        self._step_async(actions)
+
+    def _step_async(self, actions: np.ndarray) -> None:
         if self._recorder.n_transitions is None:
             raise RuntimeError("BufferingWrapper: call reset() before step()")
         if self._saved_acts is not None:
@@ -115,6 +124,9 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             RuntimeError: no ``step_async()`` is pending.
             ValueError: an observation does not fit the observation space.
         """
+        return self._step_wait()
+
+    def _step_wait(self) -> VecEnvStepReturn:
         if self._saved_acts is None:
             raise RuntimeError("BufferingWrapper: step_wait() called without step_async()")
         acts, self._saved_acts = self._saved_acts, None

@@ -8,7 +8,7 @@ from ``metadata["autoreset_mode"]`` (see :mod:`torchbuf.adapters.gymnasium`).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -329,7 +329,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         if not host or self._ended_host[rows].any():
             self._recorder.storage.restart(obs, ended, rec.env_ids)
         rec.active = ~ended
-        done = rec.terminated | rec.truncated
+        done = cast(torch.Tensor, rec.terminated | rec.truncated)  # this wrapper's records hold tensors
         if host:
             rec.active_host = ~self._ended_host[rows]
             assert rec.dones_host is not None
