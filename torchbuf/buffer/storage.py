@@ -59,6 +59,7 @@ class SlotStorage(StorageState, SlotReading):
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
         self._pos = self._base.clone()  # each row's cursor as a flat slot index, less _shift
+        self._pos_view: tuple[torch.Tensor | None, np.ndarray | None] = (None, None)
         self._shift, self._shifts = 0, 1  # shifted views per leaf: set with the views
         self._ep_carry = torch.zeros(n_envs, dtype=torch.int64, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
@@ -134,7 +135,7 @@ class SlotStorage(StorageState, SlotReading):
             return
         self._rebase()
         on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
-        pos = self._pos.numpy() if on_host else self._pos
+        pos = self._pos_host() if on_host else self._pos
         rows: Any = rec.env_ids  # host ids on the CPU route, else a tensor
         if rows is not None and not on_host:
             rows = torch.as_tensor(rows, device=self.device)
@@ -301,7 +302,7 @@ class SlotStorage(StorageState, SlotReading):
     def __getstate__(self) -> dict[str, Any]:
         """Pickles and deep copies without the flat views: they would become independent arrays."""
         state = self.__dict__.copy()
-        state["_flat"] = {}
+        state["_flat"], state["_pos_view"] = {}, (None, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -323,6 +324,14 @@ class SlotStorage(StorageState, SlotReading):
             self._flat[name] = [Rows(key, leaf, 1 if name == "cut" else self._shifts) for key, leaf in leaves]
         self._base = self._rows * (self.capacity + 1)
         self._trash = self._base + self.capacity
+
+    def _pos_host(self) -> np.ndarray:
+        """A numpy view of the CPU cursors' memory, made once per cursor tensor (``numpy()`` is an op)."""
+        if self._pos_view[0] is not self._pos:
+            self._pos_view = (self._pos, self._pos.numpy())
+        view = self._pos_view[1]
+        assert view is not None
+        return view
 
     def _put(self, name: str, index: Index, value: Obs | np.ndarray, shift: int = 0) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index + shift``."""

@@ -1,0 +1,46 @@
+"""An SB3 step into a CPU storage is numpy writes into the storage's memory: no torch op.
+
+The env is SB3's ``DummyVecEnv`` of gymnasium's CartPole (numpy, no torch op of its
+own); every aten op dispatched while ``BufferingWrapper.step`` runs is counted, in
+steps where episodes end and where none does.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from tests.synccount import count_ops
+from torchbuf import BufferingWrapper
+
+
+@pytest.mark.parametrize("n_envs", [1, 8, 64])
+def test_a_cpu_sb3_step_issues_no_torch_op(n_envs):
+    venv = BufferingWrapper(DummyVecEnv([lambda: gym.make("CartPole-v1")] * n_envs), capacity=8)
+    venv.seed(0)
+    venv.reset()
+    left = np.zeros(n_envs, dtype=np.int64)
+    venv.step(left)  # the first step allocates the per-step fields
+    ops_by_end: dict[bool, list] = {False: [], True: []}
+    for _ in range(40):  # pushing left, every pole falls within 40 steps; the storage grows on the way
+        with count_ops() as counter:
+            _, _, dones, _ = venv.step(left)
+        ops_by_end[bool(dones.any())].append(dict(counter.ops))
+    assert ops_by_end[True] and ops_by_end[False], "both kinds of step were taken"
+    grew = {k: [ops for ops in v if ops] for k, v in ops_by_end.items()}
+    # growth reallocates (a handful of steps); every other step issues nothing
+    assert sum(map(len, grew.values())) <= 3, grew
+    assert len(venv.pop_transitions()) == 41 * n_envs
+
+
+@pytest.mark.parametrize("n_envs", [8, 64])
+@pytest.mark.parametrize("bad", [-1, 2])
+def test_an_action_outside_a_discrete_space_names_the_env(n_envs, bad):
+    venv = BufferingWrapper(DummyVecEnv([lambda: gym.make("CartPole-v1")] * n_envs))
+    venv.reset()
+    acts = np.ones(n_envs, dtype=np.int64)
+    acts[n_envs - 3] = bad
+    with pytest.raises(ValueError, match=rf"actions: env {n_envs - 3} gave {bad}, outside Discrete\(2\)"):
+        venv.step(acts)
