@@ -89,7 +89,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add(
         "throughput / raw-copy floor's, 84x84x4 uint8, 64 envs",
         None if tb is None or raw is None else tb["transitions_per_s"] / raw["transitions_per_s"],
-        0.6,
+        0.8,
         True,
     )
     for row in results["storage"]:

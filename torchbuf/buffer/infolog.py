@@ -30,10 +30,11 @@ class InfoLog:
         self._all = np.arange(n_envs)
         self._steps: list[tuple[np.ndarray | None, Sequence[dict[str, Any]]]] = []
         self._carry: list[InfoArray] = [InfoArray.of([])] * n_envs
+        self._carried = False  # whether any env carries infos given back
 
     def clear(self) -> None:
         """Forgets everything."""
-        self._steps, self._carry = [], [InfoArray.of([])] * self.n_envs
+        self._steps, self._carry, self._carried = [], [InfoArray.of([])] * self.n_envs, False
 
     def append(self, env_ids: np.ndarray | None, infos: Sequence[dict[str, Any]]) -> None:
         """Logs one step: ``infos[j]`` belongs to env ``env_ids[j]`` (env ``j`` when ``None``)."""
@@ -47,11 +48,11 @@ class InfoLog:
 
     def take_all(self) -> tuple[InfoArray, np.ndarray]:
         """Removes every logged info: one array, env by env in time order, and each env's count."""
-        carry = self._carry
+        carry, any_carried = self._carry, self._carried
         logged, counts = self._take_logged()
-        carried = np.array([len(c) for c in carry])
-        if not carried.any():
+        if not any_carried:
             return logged, counts
+        carried = np.array([len(c) for c in carry])
         ends = np.cumsum(counts).tolist()
         starts = [0, *ends[:-1]]
         parts = [x for e in range(self.n_envs) for x in (carry[e], logged[starts[e] : ends[e]])]
@@ -79,3 +80,4 @@ class InfoLog:
         """Keeps ``per_env`` (the unpopped rest of :meth:`take`) ahead of later steps."""
         assert not self._steps, "give_back() follows take() before any new step"
         self._carry = per_env
+        self._carried = any(len(c) for c in per_env)

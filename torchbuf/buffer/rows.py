@@ -72,11 +72,15 @@ class Rows:
     def take(self, index: torch.Tensor) -> torch.Tensor:
         """Reads the rows at flat slots ``index`` (a copy)."""
         if self.host is not None:
+            # into memory torch allocates: numpy's fresh pages for each pop's copy cost more than the copy
             at = index.numpy()
-            if self.slots is None:
-                return torch.from_numpy(self.host[at])
-            rows = np.take(self.slots, at).view(self.host.dtype)
-            return torch.from_numpy(rows.reshape(len(at), *self.host.shape[1:]))
+            out = torch.empty((len(at), *self.leaf.shape[1:]), dtype=self.leaf.dtype)
+            dest = out.numpy()
+            if self.slots is None or not len(at):
+                np.take(self.host, at, axis=0, out=dest)
+            else:
+                np.take(self.slots, at, out=dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1))
+            return out
         if self.wide is None:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
