@@ -20,6 +20,10 @@ Index = torch.Tensor | np.ndarray
 """Flat slot indices: a tensor, or on the CPU a host array (no torch call to read it)."""
 
 
+_NUMPY_HUGE = 4 << 20
+"""numpy backs arrays of this many bytes or more with huge pages (Linux): fresh results are cheap there."""
+
+
 class Rows:
     """One leaf of a field as flat slots ``(n_envs * (capacity + 1), ...)``.
 
@@ -37,6 +41,7 @@ class Rows:
         self.key, self.leaf = key, leaf
         self.host = host_view(leaf)
         row_bytes = leaf[0].numel() * leaf.element_size() if leaf.shape[0] else 0
+        self.row_bytes = row_bytes
         wide = [d for d in (torch.int64, torch.int32) if row_bytes >= 32 and row_bytes % d.itemsize == 0]
         self.wide_dtype = wide[0] if wide else None
         self.wide = leaf.reshape(leaf.shape[0], -1).view(self.wide_dtype) if self.wide_dtype else None
@@ -72,14 +77,32 @@ class Rows:
     def take(self, index: torch.Tensor) -> torch.Tensor:
         """Reads the rows at flat slots ``index`` (a copy)."""
         if self.host is not None:
-            # into memory torch allocates: numpy's fresh pages for each pop's copy cost more than the copy
             at = index.numpy()
+            if len(at) * self.row_bytes >= _NUMPY_HUGE:  # numpy's own result: huge pages
+                rows = self.host[at] if self.slots is None else np.take(self.slots, at).view(self.host.dtype)
+                return torch.from_numpy(rows.reshape(len(at), *self.host.shape[1:]))
+            # smaller: into memory torch allocates, which the next pop's copy reuses, where numpy's
+            # fresh pages for each pop cost more than the copy
             out = torch.empty((len(at), *self.leaf.shape[1:]), dtype=self.leaf.dtype)
+            if not len(at):
+                return out
+            if at.min() < 0 or at.max() >= len(self.host):  # checked here: mode="clip" would clamp
+                raise IndexError(f"slot index out of range: {at.min()}..{at.max()} of {len(self.host)} slots")
             dest = out.numpy()
-            if self.slots is None or not len(at):
-                np.take(self.host, at, axis=0, out=dest)
+            if self.slots is None:  # numpy buffers a take into out= unless its mode is "clip" (or "wrap")
+                np.take(self.host, at, axis=0, out=dest, mode="clip")
             else:
-                np.take(self.slots, at, out=dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1))
+                dest = dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
+                np.take(self.slots, at, out=dest, mode="clip")
+            return out
+            if at.min() < 0 or at.max() >= len(self.host):  # checked here: mode="clip" would clamp
+                raise IndexError(f"slot index out of range: {at.min()}..{at.max()} of {len(self.host)} slots")
+            dest = out.numpy()
+            if self.slots is None:  # numpy buffers a take into out= unless its mode is "clip" (or "wrap")
+                np.take(self.host, at, axis=0, out=dest, mode="clip")
+            else:
+                dest = dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
+                np.take(self.slots, at, out=dest, mode="clip")
             return out
         if self.wide is None:
             return self.leaf[index]
