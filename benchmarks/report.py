@@ -259,7 +259,9 @@ time-major tensors out (a floor).
 
 Bytes each peer holds per recorded transition, against the raw bytes of
 (observation, int64 action, float32 reward, terminated and truncated flags).
-torchbuf's default starts at 64 slots per env and doubles; `torchbuf (sized)` passes
+torchbuf's default starts at 64 slots per env and doubles (`torchbuf`: the end of the
+first window); a pop then fits the rows to the longest window seen, so `torchbuf (after a
+pop)` is the default at the end of the second window; `torchbuf (sized)` passes
 `capacity` for the pop window. imitation keeps references to the env's arrays, so its
 storage cannot be told apart from the env's.
 

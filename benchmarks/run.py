@@ -222,13 +222,23 @@ def storage_rows(args: argparse.Namespace, skipped: dict[str, str]) -> list[dict
     """Storage bytes per transition after one window of 64 envs, against raw bytes.
 
     ``torchbuf (sized)`` passes ``capacity`` equal to the window plus the slots that
-    episode ends take, as a caller who knows its pop schedule would.
+    episode ends take, as a caller who knows its pop schedule would; ``torchbuf (after
+    a pop)`` is the default after one window was popped (the pop gives back what
+    doubling overshot), measured at the end of a second window.
     """
     rows = []
     for env in OBS_KINDS:
         window = window_for(env, 64, args.window)
         raw = raw_obs_bytes(env) + ACT_BYTES + REW_BYTES + FLAG_BYTES
-        for peer_name in ("torchbuf", "torchbuf (sized)", "sb3", "sb3_optmem", "torchrl", "raw"):
+        for peer_name in (
+            "torchbuf",
+            "torchbuf (after a pop)",
+            "torchbuf (sized)",
+            "sb3",
+            "sb3_optmem",
+            "torchrl",
+            "raw",
+        ):
             if peer_name in skipped:
                 continue
             try:
@@ -238,6 +248,10 @@ def storage_rows(args: argparse.Namespace, skipped: dict[str, str]) -> list[dict
             peer.reset()
             for _ in range(window):
                 peer.step()
+            if peer_name == "torchbuf (after a pop)":
+                peer.pop_transitions()
+                for _ in range(window):
+                    peer.step()
             stored = peer.storage_bytes() or 0
             per = stored / peer.held_transitions(window)
             rows.append(
@@ -256,6 +270,8 @@ def storage_rows(args: argparse.Namespace, skipped: dict[str, str]) -> list[dict
 def _storage_peer(peer_name: str, env: str, window: int) -> Any:
     from benchmarks.peers import TorchbufPeer
 
+    if peer_name == "torchbuf (after a pop)":
+        return TorchbufPeer(make_env(env, 64), "cpu", window)
     if peer_name == "torchbuf (sized)":
         return TorchbufPeer(make_env(env, 64), "cpu", window, capacity=window + window // 50 + 2)
     return make_peer(peer_name, make_env(env, 64), "cpu", window)

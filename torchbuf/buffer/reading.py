@@ -178,16 +178,18 @@ class SlotReading(SlotState):
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
         self._put("obs", self._base, self._take("obs", self._pos))
-        self._clear_flags(min(int(self._bound.max()) + 2, self.capacity + 1))
+        top = int(self._bound.max())
+        self._clear_flags(min(top + 2, self.capacity + 1))
         self._pos = self._base.clone()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         self.counts_exact = True
+        self._fit(top)
 
     def _keep_from(self, keep_from: np.ndarray) -> None:
         """Shifts each row's slots ``keep_from[e]..cur[e]`` to the row's start."""
         assert self.data is not None
-        width = int(self.n_unpopped.max() + 1)
+        top, width = int(self._bound.max()), int(self.n_unpopped.max() + 1)
         first = torch.as_tensor(keep_from, device=self.device)
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
@@ -197,3 +199,4 @@ class SlotReading(SlotState):
         for name in FLAGS:
             self.data[name][:, :upto].masked_fill_(stale, False)
         self._bound = self.n_unpopped.copy()
+        self._fit(top)

@@ -33,6 +33,8 @@ class SlotState:
     _bound: np.ndarray
     _ep_carry: torch.Tensor
     _awaiting: torch.Tensor
+    _initial: int
+    _peak: int
 
     @property
     def _cur(self) -> torch.Tensor:
@@ -45,6 +47,9 @@ class SlotState:
             self._pos, self._shift = self._pos + self._shift, 0
 
     def _refresh_views(self) -> None:
+        raise NotImplementedError
+
+    def _fit(self, top: int) -> None:
         raise NotImplementedError
 
     def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:

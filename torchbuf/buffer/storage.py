@@ -46,6 +46,8 @@ class SlotStorage(StorageState, SlotReading):
         n_envs: Number of rows (envs).
         device: Where the tensors live.
         capacity: Initial slots per row; doubled whenever a step could overflow.
+            A pop gives back what doubling overshot: rows grown past 1.05x the
+            longest pop window seen shrink to it (never below ``capacity``).
     """
 
     def __init__(self, n_envs: int, device: torch.device | str = "cpu", capacity: int = 64):
@@ -53,7 +55,8 @@ class SlotStorage(StorageState, SlotReading):
             raise ValueError(f"capacity: expected a positive number of slots per env, got {capacity!r}")
         self.n_envs = n_envs
         self.device = torch.device(device)
-        self.capacity = max(int(capacity), 4)
+        self.capacity = self._initial = max(int(capacity), 4)
+        self._peak = 0  # the highest cursor bound any pop window reached
         self.data: TensorDict | None = None
         self._rows = torch.arange(n_envs, device=self.device)
         self._base = self._rows * (self.capacity + 1)
@@ -284,12 +287,27 @@ class SlotStorage(StorageState, SlotReading):
 
     # ------------------------------------------------------------------ helpers
     def _grow(self, needed: int) -> None:
+        self._resize(max(2 * self.capacity, needed), self.capacity)
+
+    def _fit(self, top: int) -> None:
+        """At a pop (each row's kept slots at its start): shrinks rows that doubling left oversized.
+
+        Args:
+            top: The highest cursor bound of the window just popped.
+        """
+        self._peak = max(self._peak, top)
+        fit = max(self._peak + 2 + self._peak // 64, self._initial)  # growth needs bound + 2 slots
+        if 20 * self.capacity > 21 * fit:
+            self._resize(fit, int(self._bound.max()) + 1)
+
+    def _resize(self, capacity: int, keep: int) -> None:
+        """Reallocates every row to ``capacity`` slots (plus the trash column), keeping its first ``keep``."""
         assert self.data is not None
         self._rebase()
-        capacity, cur = max(2 * self.capacity, needed), self._cur
-        grown = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
-        grown[:, : self.capacity] = self.data[:, : self.capacity]
-        self.data, self.capacity = grown, capacity
+        cur = self._cur
+        resized = self.data.new_zeros(torch.Size([self.n_envs, capacity + 1]))
+        resized[:, :keep] = self.data[:, :keep]
+        self.data, self.capacity, self._slack = resized, capacity, 0  # slack: unknown until checked
         self._refresh_views()
         self._pos = self._base + cur
 
@@ -307,6 +325,8 @@ class SlotStorage(StorageState, SlotReading):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuilds the flat views over the copied tensors."""
+        state.setdefault("_peak", 0)  # pickled before pops gave back overshot capacity
+        state.setdefault("_initial", state["capacity"])
         self.__dict__.update(state)
         if self.data is not None:
             self._refresh_views()

@@ -36,7 +36,8 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             recorded since the last pop have not been popped.
         device: Storage device (default CPU).
         keep_infos: Keep the info dicts (host objects) for the batches' ``infos``.
-        capacity: Initial slots per env; storage doubles when a step could overflow.
+        capacity: Initial slots per env; storage doubles when a step could overflow,
+            and a pop gives back what doubling overshot (never below ``capacity``).
 
     Attributes:
         n_transitions: ``None`` before the first ``reset()``, then the number of

@@ -54,7 +54,8 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             for numpy envs.
         keep_infos: Keep each step's infos (sliced per env when popped). The final
             observations in them are not kept twice.
-        capacity: Initial slots per env; storage doubles when a step could overflow.
+        capacity: Initial slots per env; storage doubles when a step could overflow,
+            and a pop gives back what doubling overshot (never below ``capacity``).
         autoreset_mode: Override the env's declared mode (``"next_step"``,
             ``"same_step"``, ``"disabled"``).
         api: The env's API where detection by duck type cannot be sure
