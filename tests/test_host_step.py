@@ -66,3 +66,14 @@ def test_a_cpu_row_take_copies_exactly_the_indexed_rows(monkeypatch, huge, shape
     if huge:  # the torch-memory route takes with mode="clip", so it checks the range itself
         with pytest.raises(IndexError, match="slot index out of range"):
             rows.take(torch.tensor([0, 40]))
+
+
+def test_one_range_check_covers_the_next_slots_too():
+    """A pop checks its host index once for all leaves, next observations (``index + 1``) included."""
+    from torchbuf.buffer.rows import check_slots
+
+    check_slots(np.array([0, 3, 8]), 10, after=1)  # 8 + 1 is the last slot: in range
+    with pytest.raises(IndexError, match=r"slot index out of range: 0\.\.10 of 10 slots"):
+        check_slots(np.array([0, 3, 9]), 10, after=1)
+    with pytest.raises(IndexError, match="out of range"):
+        check_slots(np.array([-1, 3]), 10)

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from torchbuf.buffer import rows as rows_module
-from torchbuf.buffer.rows import ranges
+from torchbuf.buffer.rows import Index, check_slots, ranges
 from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.buffer.slotstate import SlotState
 from torchbuf.data.types import Obs
@@ -36,13 +35,13 @@ class SlotReading(SlotState):
         microsecond where torch takes several); elsewhere tensors and torch.
         """
         if self._host_route():
-            cur = self._pos.numpy() + self._shift - self._base.numpy()
+            cur = self._pos_host() + (self._shift - self._base.numpy())
             return np, cur, np.arange(width), self._ep_carry.numpy()
         return torch, self._cur, torch.arange(width, device=self.device), self._ep_carry
 
     def _host_route(self) -> bool:
         """Whether pops read the storage through numpy views of its memory (the CPU's route)."""
-        return rows_module.host_view(self._pos) is not None
+        return self._flat["cut"][0].host is not None  # the leaves' route (every field has the same)
 
     def _marks(self, width: int, xp: Any) -> tuple[Any, Any]:
         """Which of each row's first ``width`` slots end a run, and which of those are terminal."""
@@ -53,10 +52,11 @@ class SlotReading(SlotState):
         return terminal | cut, terminal
 
     def _flag(self, name: str, xp: Any) -> Any:
-        """A flag field: its numpy view where ``xp`` is numpy, else the tensor."""
+        """A flag field ``(n_envs, capacity + 1)``: its numpy view where ``xp`` is numpy, else the tensor."""
+        if xp is np:  # the view the writes use, reshaped (a numpy view: no torch call)
+            return self._flat[name][0].host.reshape(self.n_envs, -1)  # type: ignore[union-attr]
         assert self.data is not None
-        flag = self.data.get(name)
-        return flag.numpy() if xp is np else flag
+        return self.data.get(name)
 
     def take_transitions(self) -> TensorDict:
         """Pops every unpopped transition, env by env in time order.
@@ -77,8 +77,7 @@ class SlotReading(SlotState):
         live = col < cur[:, None]
         ends &= live
         is_tr = ~ends & live
-        index = self._transition_slots(is_tr)
-        out = self._gather(index, index + 1)
+        out = self._gather(self._transition_slots(is_tr))
         last = xp.amax(xp.where(ends, col, -1), 1)  # each row's last run end
         carry = xp.where(last >= 0, cur - last - 1, carry + cur)
         self._ep_carry = torch.from_numpy(carry) if xp is np else carry
@@ -121,8 +120,9 @@ class SlotReading(SlotState):
             carry = np.where(started, cursors - keep_from, carry + cursors)
         start = segments.env * (self.capacity + 1) + segments.first
         n_acts = segments.last - segments.first
-        obs = self._take("obs", self._index(ranges(start, n_acts + 1)))
-        steps = self._take_fields(STEP_FIELDS, self._index(ranges(start, n_acts)))
+        obs_at, steps_at = self._slots(ranges(start, n_acts + 1)), self._slots(ranges(start, n_acts))
+        obs = self._take("obs", obs_at, self._checked(obs_at))
+        steps = self._take_fields(STEP_FIELDS, steps_at, self._checked(steps_at))
         self._ep_carry = self._index(carry)
         if finished_only:
             self._keep_from(keep_from)
@@ -130,10 +130,10 @@ class SlotReading(SlotState):
             self._restart_at_cursor()
         return segments, obs, steps
 
-    def _transition_slots(self, is_tr: Any) -> torch.Tensor:
+    def _transition_slots(self, is_tr: Any) -> Index:
         """The flat slots where ``is_tr`` (rows x their first slots) holds, row by row.
 
-        For a numpy ``is_tr`` (the CPU), numpy's ``flatnonzero``; elsewhere a scatter
+        For a numpy ``is_tr`` (the CPU), numpy's ``flatnonzero`` (a host array); elsewhere a scatter
         to ranks counted on the host, so that no sync is needed while the host counts
         are exact.
         """
@@ -156,22 +156,39 @@ class SlotReading(SlotState):
     def _index(self, host: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(host, dtype=torch.long, device=self.device)
 
-    def _grid_slots(self, at: np.ndarray, width: int) -> torch.Tensor:
-        """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
-        return self._index(at + (at // width) * (self.capacity + 1 - width))
+    def _slots(self, host: np.ndarray) -> Index:
+        """Host slot indices as the reads take them: the array itself on the CPU route, else a tensor."""
+        return host if self._host_route() else self._index(host)
 
-    def _gather(self, index: torch.Tensor, next_index: torch.Tensor) -> TensorDict:
-        out = self._take_fields(STEP_FIELDS, index)
-        out.set("obs", self._take("obs", index))
-        out.set("next_obs", self._take("obs", next_index))
-        return out
+    def _checked(self, index: Index, after: int = 0) -> bool:
+        """Checks a host ``index`` (and ``index + after``) against the slots once for all leaves.
+
+        Returns:
+            Whether it was checked (a host array); a tensor's reads check themselves.
+        """
+        if not isinstance(index, np.ndarray):
+            return False
+        check_slots(index, self.n_envs * (self.capacity + 1), after)
+        return True
+
+    def _grid_slots(self, at: np.ndarray, width: int) -> np.ndarray:
+        """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
+        return at + (at // width) * (self.capacity + 1 - width)
+
+    def _gather(self, index: Index) -> TensorDict:
+        """The transitions at flat slots ``index``: step fields, ``obs``, ``next_obs`` (the next slot)."""
+        checked = self._checked(index, after=1)
+        fields = {name: self._take(name, index, checked) for name in STEP_FIELDS}
+        fields["obs"] = self._take("obs", index, checked)
+        fields["next_obs"] = self._take("obs", index + 1, checked)
+        return TensorDict(fields, batch_size=[len(index)], device=self.device)
 
     def _clear_flags(self, upto: int) -> None:
         """Zeroes the done and cut flags of each row's first ``upto`` slots (slots to reuse)."""
         assert self.data is not None
         xp = np if self._host_route() else torch
         for name in FLAGS:
-            if name in self.data.keys():  # noqa: SIM118 (a TensorDict's keys are not its rows)
+            if name in self._flat:
                 self._flag(name, xp)[:, :upto] = False
 
     def _restart_at_cursor(self) -> None:

@@ -204,15 +204,5 @@ class _Subset(Sequence[dict[str, Any]]):
 
 
 def _transitions(flat: TensorDict, infos: InfoArray | None) -> TransitionsWithRew:
-    terminated, truncated = flat["terminated"], flat["truncated"]
-    return TransitionsWithRew(
-        obs=flat["obs"],
-        acts=flat["acts"],
-        next_obs=flat["next_obs"],
-        dones=terminated | truncated,
-        terminated=terminated,
-        truncated=truncated,
-        rews=flat["rews"],
-        infos=infos,
-        batch_size=flat.batch_size,
-    )
+    flat.set("dones", flat["terminated"] | flat["truncated"])
+    return TransitionsWithRew.from_tensordict(flat, non_tensordict={"infos": infos})

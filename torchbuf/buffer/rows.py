@@ -74,10 +74,16 @@ class Rows:
             value = value.to(self.leaf.dtype).reshape(value.shape[0], -1)
             target.index_put_((index,), value.view(self.wide_dtype))  # type: ignore[arg-type]
 
-    def take(self, index: torch.Tensor) -> torch.Tensor:
-        """Reads the rows at flat slots ``index`` (a copy)."""
+    def take(self, index: Index, checked: bool = False) -> torch.Tensor:
+        """Reads the rows at flat slots ``index`` (a copy).
+
+        Args:
+            index: Flat slots: a tensor, or on the CPU a host array.
+            checked: The caller has checked that every index is a slot of this leaf
+                (:func:`check_slots`), once for all the leaves it reads.
+        """
         if self.host is not None:
-            at = index.numpy()
+            at = index if isinstance(index, np.ndarray) else index.numpy()
             if len(at) * self.row_bytes >= _NUMPY_HUGE:  # numpy's own result: huge pages
                 rows = self.host[at] if self.slots is None else np.take(self.slots, at).view(self.host.dtype)
                 return torch.from_numpy(rows.reshape(len(at), *self.host.shape[1:]))
@@ -86,8 +92,8 @@ class Rows:
             out = torch.empty((len(at), *self.leaf.shape[1:]), dtype=self.leaf.dtype)
             if not len(at):
                 return out
-            if at.min() < 0 or at.max() >= len(self.host):  # checked here: mode="clip" would clamp
-                raise IndexError(f"slot index out of range: {at.min()}..{at.max()} of {len(self.host)} slots")
+            if not checked:  # mode="clip" would clamp an index out of range
+                check_slots(at, len(self.host))
             dest = out.numpy()
             if self.slots is None:  # numpy buffers a take into out= unless its mode is "clip" (or "wrap")
                 np.take(self.host, at, axis=0, out=dest, mode="clip")
@@ -95,15 +101,7 @@ class Rows:
                 dest = dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
                 np.take(self.slots, at, out=dest, mode="clip")
             return out
-            if at.min() < 0 or at.max() >= len(self.host):  # checked here: mode="clip" would clamp
-                raise IndexError(f"slot index out of range: {at.min()}..{at.max()} of {len(self.host)} slots")
-            dest = out.numpy()
-            if self.slots is None:  # numpy buffers a take into out= unless its mode is "clip" (or "wrap")
-                np.take(self.host, at, axis=0, out=dest, mode="clip")
-            else:
-                dest = dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
-                np.take(self.slots, at, out=dest, mode="clip")
-            return out
+        index = torch.as_tensor(index, device=self.leaf.device)
         if self.wide is None:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
@@ -120,6 +118,16 @@ class Rows:
             return
         rows = np.ascontiguousarray(data, dtype=host.dtype)  # the cast host[at] = data makes
         slots[at] = rows.reshape(len(at), -1).view(slots.dtype).reshape(-1)
+
+
+def check_slots(at: np.ndarray, n_slots: int, after: int = 0) -> None:
+    """Raises unless every ``at`` and ``at + after`` is a slot index below ``n_slots``.
+
+    Raises:
+        IndexError: an index out of range (a defect: the storage computes them).
+    """
+    if len(at) and (at.min() < 0 or at.max() + after >= n_slots):
+        raise IndexError(f"slot index out of range: {at.min()}..{at.max() + after} of {n_slots} slots")
 
 
 def host_view(leaf: torch.Tensor) -> np.ndarray | None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from torchbuf.buffer.rows import Rows
 from torchbuf.data.types import Obs
 
 
@@ -28,6 +29,7 @@ class SlotState:
     _rows: torch.Tensor
     _base: torch.Tensor
     _pos: torch.Tensor  # each row's cursor as a flat slot index, less ``_shift``
+    _pos_view: tuple[torch.Tensor | None, np.ndarray | None]
     _shift: int
     _slack: int
     _bound: np.ndarray
@@ -35,11 +37,20 @@ class SlotState:
     _awaiting: torch.Tensor
     _initial: int
     _peak: int
+    _flat: dict[str, list[Rows]]  # each field's leaves as flat slots
 
     @property
     def _cur(self) -> torch.Tensor:
         """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
         return self._pos + self._shift - self._base
+
+    def _pos_host(self) -> np.ndarray:
+        """A numpy view of the CPU cursors' memory, made once per cursor tensor (``numpy()`` is an op)."""
+        if self._pos_view[0] is not self._pos:
+            self._pos_view = (self._pos, self._pos.numpy())
+        view = self._pos_view[1]
+        assert view is not None
+        return view
 
     def _rebase(self) -> None:
         """Folds the shift into the cursors (one op), for the steps and pops that index them."""
@@ -55,8 +66,8 @@ class SlotState:
     def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:
         raise NotImplementedError
 
-    def _take(self, name: str, index: torch.Tensor) -> Obs:
+    def _take(self, name: str, index: Any, checked: bool = False) -> Obs:
         raise NotImplementedError
 
-    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
+    def _take_fields(self, names: tuple[str, ...], index: Any, checked: bool = False) -> TensorDict:
         raise NotImplementedError

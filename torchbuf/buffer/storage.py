@@ -345,34 +345,27 @@ class SlotStorage(StorageState, SlotReading):
         self._base = self._rows * (self.capacity + 1)
         self._trash = self._base + self.capacity
 
-    def _pos_host(self) -> np.ndarray:
-        """A numpy view of the CPU cursors' memory, made once per cursor tensor (``numpy()`` is an op)."""
-        if self._pos_view[0] is not self._pos:
-            self._pos_view = (self._pos, self._pos.numpy())
-        view = self._pos_view[1]
-        assert view is not None
-        return view
-
     def _put(self, name: str, index: Index, value: Obs | np.ndarray, shift: int = 0) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index + shift``."""
         for rows in self._flat[name]:
             rows.put(index, value if rows.key is None else value.get(rows.key), shift)  # type: ignore[union-attr]
 
-    def _take(self, name: str, index: torch.Tensor) -> Obs:
-        """Reads field ``name`` at flat slot ``index`` (a copy): a tensor, or a TensorDict."""
+    def _take(self, name: str, index: Index, checked: bool = False) -> Obs:
+        """Reads field ``name`` at flat slot ``index`` (a copy): a tensor, or a TensorDict.
+
+        ``checked``: the caller checked the host ``index`` against the slots (:func:`check_slots`).
+        """
         leaves = self._flat[name]
         if leaves[0].key is None:
-            return leaves[0].take(index)
-        out = TensorDict({}, batch_size=index.shape[:1], device=self.device)
+            return leaves[0].take(index, checked)
+        out = TensorDict({}, batch_size=[len(index)], device=self.device)
         for rows in leaves:
-            out.set(rows.key, rows.take(index))
+            out.set(rows.key, rows.take(index, checked))
         return out
 
-    def _take_fields(self, names: tuple[str, ...], index: torch.Tensor) -> TensorDict:
-        out = TensorDict({}, batch_size=index.shape[:1], device=self.device)
-        for name in names:
-            out.set(name, self._take(name, index))
-        return out
+    def _take_fields(self, names: tuple[str, ...], index: Index, checked: bool = False) -> TensorDict:
+        fields = {name: self._take(name, index, checked) for name in names}
+        return TensorDict(fields, batch_size=[len(index)], device=self.device)
 
     def _zeros(self, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> torch.Tensor:
         return torch.zeros((self.n_envs, self.capacity + 1, *shape), dtype=dtype, device=self.device)
