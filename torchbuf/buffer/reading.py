@@ -72,13 +72,15 @@ class SlotReading(SlotState):
         assert self.data is not None and "acts" in self.data
         self._rebase()
         width = int(self._bound.max())
+        if 4 * (self.capacity + 1) <= 5 * width:  # little more to read, and each grid cell is its flat slot
+            width = self.capacity + 1
         xp, cur, col, carry = self._grid(width)
         ends, _ = self._marks(width, xp)
         live = col < cur[:, None]
         ends &= live
         is_tr = ~ends & live
         out = self._gather(self._transition_slots(is_tr))
-        last = xp.amax(xp.where(ends, col, -1), 1)  # each row's last run end
+        last = _last_true(ends, col, xp)  # each row's last run end
         carry = xp.where(last >= 0, cur - last - 1, carry + cur)
         self._ep_carry = torch.from_numpy(carry) if xp is np else carry
         self._restart_at_cursor()
@@ -173,6 +175,8 @@ class SlotReading(SlotState):
 
     def _grid_slots(self, at: np.ndarray, width: int) -> np.ndarray:
         """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
+        if width == self.capacity + 1:  # the whole rows: positions are slots
+            return at
         return at + (at // width) * (self.capacity + 1 - width)
 
     def _gather(self, index: Index) -> TensorDict:
@@ -217,3 +221,10 @@ class SlotReading(SlotState):
             self.data[name][:, :upto].masked_fill_(stale, False)
         self._bound = self.n_unpopped.copy()
         self._fit(top)
+
+
+def _last_true(mask: Any, col: Any, xp: Any) -> Any:
+    """Each row's last column where ``mask`` (rows x columns) holds, or -1."""
+    if xp is np:  # a scan of the bools from the end (argmax stops at the first), no int64 grid
+        return np.where(mask.any(1), mask.shape[1] - 1 - mask[:, ::-1].argmax(1), -1)
+    return torch.amax(torch.where(mask, col, -1), 1)
