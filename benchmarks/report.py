@@ -85,6 +85,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             _pop(results, "torchbuf", kind, TARGET_ENV, 1024, 100),
         )
         add(f"{kind} speed-up over imitation, 1024 envs x 100 steps", speedup, goal, True)
+        for n_envs in (1, 8):
+            ratio = _ratio(
+                _pop(results, "torchbuf", kind, TARGET_ENV, n_envs, 100),
+                _pop(results, "imitation", kind, TARGET_ENV, n_envs, 100),
+            )
+            add(f"{kind} time / imitation's, {n_envs} envs x 100 steps", ratio, 1.0, False)
+    add(
+        "pop_transitions time / raw copy-out's, 1024 envs x 100 steps",
+        _ratio(
+            _pop(results, "torchbuf", "pop_transitions", TARGET_ENV, 1024, 100),
+            _pop(results, "raw", "pop_transitions", TARGET_ENV, 1024, 100),
+        ),
+        3.0,
+        False,
+    )
     tb, raw = _step(results, "torchbuf", "img84", 64), _step(results, "raw", "img84", 64)
     add(
         "throughput / raw-copy floor's, 84x84x4 uint8, 64 envs",

@@ -204,8 +204,8 @@ def pop_cell(
 
 
 def pop_grid(args: argparse.Namespace, skipped: dict[str, str]) -> list[dict[str, Any]]:
-    """Pops against n_envs (``WINDOW`` steps) and against steps between pops (256 envs)."""
-    cells = {(n, args.window, "vec4") for n in args.n_envs}
+    """Pops against n_envs (1 and the step grid's, ``WINDOW`` steps) and against steps between pops."""
+    cells = {(n, args.window, "vec4") for n in (1, *args.n_envs)}
     cells |= {(args.pop_n_envs, s, "vec4") for s in args.pop_steps}
     cells.add((64, args.window, "img84"))
     rows = []
