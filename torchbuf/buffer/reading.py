@@ -106,7 +106,10 @@ class SlotReading(SlotState):
         width = int(self._bound.max()) + 1
         xp, cur, col, carried = self._grid(width)
         ends, terminal = self._marks(width, xp)
-        kinds = xp.where(col < cur[:, None], ends * 1 + terminal * 1, 0)  # 2 terminal, 1 cut
+        if xp is np:  # one byte a slot (nonzero reads it next)
+            kinds = np.where(col < cur[:, None], ends.view(np.int8) + terminal.view(np.int8), np.int8(0))
+        else:  # int64, to go to the host in one transfer with the cursors
+            kinds = torch.where(col < cur[:, None], ends * 1 + terminal * 1, 0)  # 2 terminal, 1 cut
         if xp is np:
             cursors, carry = cur, carried.copy()
         else:  # one transfer

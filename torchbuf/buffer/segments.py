@@ -56,7 +56,8 @@ def cut_segments(
     new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
     first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
     keep_from = np.zeros(len(cursors), dtype=np.int64)
-    np.maximum.at(keep_from, env, end + 1)  # one past each row's last mark
+    last_of_row = np.r_[env[1:] != env[:-1], True] if env.size else new_row
+    keep_from[env[last_of_row]] = end[last_of_row] + 1  # one past each row's last mark
     length = end - first + np.where(first == 0, carry[env], 0)
     parts = [(env, first, end, np.where(kinds[env, end] == 2, length, 0))]
     if not finished_only:
