@@ -270,11 +270,10 @@ def storage_rows(args: argparse.Namespace, skipped: dict[str, str]) -> list[dict
 def _storage_peer(peer_name: str, env: str, window: int) -> Any:
     from benchmarks.peers import TorchbufPeer
 
-    if peer_name == "torchbuf (after a pop)":
-        return TorchbufPeer(make_env(env, 64), "cpu", window)
     if peer_name == "torchbuf (sized)":
         return TorchbufPeer(make_env(env, 64), "cpu", window, capacity=window + window // 50 + 2)
-    return make_peer(peer_name, make_env(env, 64), "cpu", window)
+    name = "torchbuf" if peer_name == "torchbuf (after a pop)" else peer_name  # the default, popped once
+    return make_peer(name, make_env(env, 64), "cpu", window)
 
 
 # ------------------------------------------------------------------ machine, main

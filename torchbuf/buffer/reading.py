@@ -106,13 +106,12 @@ class SlotReading(SlotState):
         width = int(self._bound.max()) + 1
         xp, cur, col, carried = self._grid(width)
         ends, terminal = self._marks(width, xp)
-        if xp is np:  # one byte a slot (nonzero reads it next)
-            kinds = np.where(col < cur[:, None], ends.view(np.int8) + terminal.view(np.int8), np.int8(0))
-        else:  # int64, to go to the host in one transfer with the cursors
-            kinds = torch.where(col < cur[:, None], ends * 1 + terminal * 1, 0)  # 2 terminal, 1 cut
-        if xp is np:
+        live = col < cur[:, None]
+        if xp is np:  # kinds one byte a slot (nonzero reads them next): 2 terminal, 1 cut
+            kinds = np.where(live, ends.view(np.int8) + terminal.view(np.int8), np.int8(0))
             cursors, carry = cur, carried.copy()
-        else:  # one transfer
+        else:  # int64, to go to the host in one transfer with the cursors
+            kinds = torch.where(live, ends * 1 + terminal * 1, 0)
             host = torch.cat([kinds, cur[:, None], carried[:, None]], 1).cpu().numpy()
             kinds, cursors, carry = host[:, :-2], host[:, -2], host[:, -1]
         segments, keep_from = cut_segments(kinds, cursors, carry, finished_only)
@@ -218,7 +217,7 @@ class SlotReading(SlotState):
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
         self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
-        upto = min(int(self._bound.max()) + 2, self.capacity + 1)
+        upto = min(top + 2, self.capacity + 1)
         stale = torch.arange(upto, device=self.device) >= self._cur[:, None]
         for name in FLAGS:
             self.data[name][:, :upto].masked_fill_(stale, False)

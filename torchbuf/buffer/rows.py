@@ -101,7 +101,6 @@ class Rows:
                 dest = dest.reshape(len(at), -1).view(self.slots.dtype).reshape(-1)
                 np.take(self.slots, at, out=dest, mode="clip")
             return out
-        index = torch.as_tensor(index, device=self.leaf.device)
         if self.wide is None:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])

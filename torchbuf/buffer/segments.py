@@ -53,10 +53,11 @@ def cut_segments(
         unpopped rest begins.
     """
     env, end = np.nonzero(kinds)  # row-major: env by env, in time order
-    new_row = np.r_[True, env[1:] != env[:-1]] if env.size else np.zeros(0, dtype=bool)
+    change = env[1:] != env[:-1]
+    new_row = np.r_[True, change] if env.size else np.zeros(0, dtype=bool)
     first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
     keep_from = np.zeros(len(cursors), dtype=np.int64)
-    last_of_row = np.r_[env[1:] != env[:-1], True] if env.size else new_row
+    last_of_row = np.r_[change, True] if env.size else new_row
     keep_from[env[last_of_row]] = end[last_of_row] + 1  # one past each row's last mark
     length = end - first + np.where(first == 0, carry[env], 0)
     parts = [(env, first, end, np.where(kinds[env, end] == 2, length, 0))]
