@@ -25,19 +25,55 @@ class SlotState:
     capacity: int
     data: TensorDict | None
     counts_exact: bool
-    n_unpopped: np.ndarray
+    _unpopped: np.ndarray  # each row's unpopped transitions, less ``_due_steps``
     _rows: torch.Tensor
     _base: torch.Tensor
     _pos: torch.Tensor  # each row's cursor as a flat slot index, less ``_shift``
     _pos_view: tuple[torch.Tensor | None, np.ndarray | None]
     _shift: int
     _slack: int
-    _bound: np.ndarray
+    _bounds: np.ndarray  # each row's cursor bound, less ``_due_steps + _due_ends``
+    _due_steps: int  # full-batch steps not yet added to the host counts
+    _due_ends: int  # full-batch device steps, each of which may have ended every row's episode
     _ep_carry: torch.Tensor
     _awaiting: torch.Tensor
     _initial: int
     _peak: int
     _flat: dict[str, list[Rows]]  # each field's leaves as flat slots
+
+    @property
+    def n_unpopped(self) -> np.ndarray:
+        """Each row's unpopped transitions (exact while ``counts_exact``)."""
+        self._settle()
+        return self._unpopped
+
+    @n_unpopped.setter
+    def n_unpopped(self, value: np.ndarray) -> None:
+        self._settle()
+        self._unpopped = value
+
+    @property
+    def _bound(self) -> np.ndarray:
+        """An upper bound on each row's cursor (column), known on the host."""
+        self._settle()
+        return self._bounds
+
+    @_bound.setter
+    def _bound(self, value: np.ndarray) -> None:
+        self._settle()
+        self._bounds = value
+
+    def _settle(self) -> None:
+        """Adds the full-batch steps a step left due to the host counts.
+
+        A full-batch step adds 1 to every row's counts; adding it to two arrays would be
+        two numpy calls of a few µs each in a step that costs tens, so the step counts
+        it here and the counts take it when next read.
+        """
+        if self._due_steps:
+            self._unpopped += self._due_steps
+            self._bounds += self._due_steps + self._due_ends
+            self._due_steps = self._due_ends = 0
 
     @property
     def _cur(self) -> torch.Tensor:

@@ -67,8 +67,9 @@ class SlotStorage(StorageState, SlotReading):
         self._ep_carry = torch.zeros(n_envs, dtype=torch.int64, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
         self.counts_exact = True
-        self.n_unpopped = np.zeros(n_envs, dtype=np.int64)
-        self._bound = np.zeros(n_envs, dtype=np.int64)
+        self._due_steps = self._due_ends = 0
+        self._unpopped = np.zeros(n_envs, dtype=np.int64)
+        self._bounds = np.zeros(n_envs, dtype=np.int64)
         self._slack = 0  # free slots left in every row by the bound, at least (0: unknown)
 
     # ------------------------------------------------------------------ writing
@@ -132,10 +133,15 @@ class SlotStorage(StorageState, SlotReading):
         assert self.data is not None, "start() first"
         if "acts" not in self._flat:
             self._alloc_step_fields(rec)
-        ended = self._count_on_host(rec)
-        if rec.env_ids is None and rec.active is None and rec.dones_host is None:
-            self._write_full_batch(rec)
-            return
+        if rec.env_ids is None and rec.active is None:
+            if rec.dones_host is None:
+                self._count_full_batch(None)
+                self._write_full_batch(rec)
+                return
+            if self.device.type == "cpu":
+                self._write_host_batch(rec)
+                return
+        self._count_on_host(rec)
         self._rebase()
         on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
         pos = self._pos_host() if on_host else self._pos
@@ -151,7 +157,7 @@ class SlotStorage(StorageState, SlotReading):
         nxt = None if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, pos, rows, nxt, steps, ended)
+            self._ends_on_host(rec, pos, rows, nxt, steps, None)
         else:
             self._ends_on_device(rec, rows, here + 1 if nxt is None else nxt, steps)
 
@@ -176,8 +182,24 @@ class SlotStorage(StorageState, SlotReading):
         if rec.final_in_obs:
             self._awaiting = self._awaiting | done
 
+    def _write_host_batch(self, rec: StepRecord) -> None:
+        """Every row steps on a CPU storage, episode ends known on the host: numpy writes, no torch op.
+
+        The fields go to each row's cursor slot and the observations to the next one,
+        or (where an episode ended) the final observation there and the reset one a
+        slot further, as in :meth:`_ends_on_host`.
+        """
+        assert rec.dones_host is not None
+        ends = rec.dones_host.nonzero()[0]
+        self._count_full_batch(ends)
+        self._rebase()
+        pos = self._pos_host()
+        for name in STEP_FIELDS:
+            self._put(name, pos, getattr(rec, name))
+        self._ends_on_host(rec, pos, None, None, 1, ends)
+
     def _ends_on_host(
-        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | None
+        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | np.ndarray | None
     ) -> None:
         """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
 
@@ -188,16 +210,21 @@ class SlotStorage(StorageState, SlotReading):
         ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
         cursors' memory and host indices, so that a full-batch step makes no torch
         call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step;
-        ``ended``: whether an episode ended (``None``: not known yet).
+        ``ended``: whether an episode ended (``None``: not known yet), or the
+        positions (in this step) of the rows whose episode ended.
         """
         assert rec.dones_host is not None
         add_rows(pos, rows, steps)
         if nxt is None:
             nxt = get_rows(pos, rows)
+        ends = ended if isinstance(ended, np.ndarray) else None
+        if ends is not None:
+            ended = len(ends) > 0
         if not (rec.dones_host.any() if ended is None else ended):
             self._put("obs", nxt, rec.obs)
             return
-        ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
+        if ends is None:
+            ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
         on_device = isinstance(pos, torch.Tensor)
         at = torch.as_tensor(ends, device=self.device) if on_device else ends
         at_row = at if rows is None else rows[at]
@@ -251,21 +278,26 @@ class SlotStorage(StorageState, SlotReading):
         self._put("obs", nxt, rec.obs if rec.final_obs is None else rec.final_obs, shift)
         self._put("obs", reset_at, rec.obs, shift)
 
-    def _count_on_host(self, rec: StepRecord) -> bool | None:
-        """Advances the host counts (exact where the host has the flags) and grows.
+    def _count_full_batch(self, ends: np.ndarray | None) -> None:
+        """Advances the host counts for a step of every row, and grows.
 
-        Returns:
-            Whether an episode ended, where that was found on the way, else ``None``.
+        Args:
+            ends: The rows whose episode ended (host positions), or ``None`` where only
+                the device knows: then every row's bound moves by 2 (a final
+                observation may take one more slot).
         """
-        if rec.env_ids is None and rec.active is None and rec.dones_host is not None:
-            self.n_unpopped += 1
-            ended = bool(rec.dones_host.any())
-            self._bound += rec.dones_host + 1 if ended else 1
-            if self._slack >= 2:  # no row can reach the last slot: skip the check
-                self._slack -= 1 + ended
-            else:
-                self._ensure_capacity()
-            return ended
+        self._due_steps += 1
+        if ends is None:
+            self._due_ends += 1
+        elif len(ends):
+            self._bounds[ends] += 1  # the final observation's slot
+        if self._slack >= 2:  # no row can reach the last slot: skip the check
+            self._slack -= 1 if ends is not None and not len(ends) else 2
+        else:
+            self._ensure_capacity()
+
+    def _count_on_host(self, rec: StepRecord) -> None:
+        """Advances the host counts of a step of some rows (exact where the host has the flags) and grows."""
         host_rows = slice(None) if rec.env_ids is None else rec.env_ids
         active: int | np.ndarray = 1
         if rec.active is not None and rec.active_host is not None:
@@ -276,7 +308,6 @@ class SlotStorage(StorageState, SlotReading):
         self._bound[host_rows] += active + ends
         self.n_unpopped[host_rows] += active
         self._ensure_capacity()
-        return None
 
     def _ensure_capacity(self) -> None:
         """Grows where a cursor bound reaches the last slot; notes how many slots stay free."""
@@ -327,6 +358,10 @@ class SlotStorage(StorageState, SlotReading):
         """Rebuilds the flat views over the copied tensors."""
         state.setdefault("_peak", 0)  # pickled before pops gave back overshot capacity
         state.setdefault("_initial", state["capacity"])
+        if "n_unpopped" in state:  # pickled before full-batch steps left their counts due
+            state["_unpopped"], state["_bounds"] = state.pop("n_unpopped"), state.pop("_bound")
+        state.setdefault("_due_steps", 0)
+        state.setdefault("_due_ends", 0)
         self.__dict__.update(state)
         if self.data is not None:
             self._refresh_views()
