@@ -1,0 +1,86 @@
+"""Full-batch steps leave their host counts due; every reader sees them settled.
+
+The expected counts are worked out by hand from the slot layout: a step adds one
+transition and one slot to every row, an episode end one more slot (the final
+observation); a device step, whose ends the host cannot see, bounds two slots.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import torch
+
+from torchbuf.buffer.record import StepRecord
+from torchbuf.buffer.storage import SlotStorage
+
+
+def _host_step(n: int, dones: list[bool]) -> StepRecord:
+    done = np.array(dones)
+    return StepRecord(
+        obs=np.ones((n, 3), np.float32),
+        acts=np.zeros(n, np.int64),
+        rews=np.ones(n, np.float32),
+        terminated=done.copy(),
+        truncated=np.zeros(n, bool),
+        final_obs=np.full((int(done.sum()), 3), 7, np.float32) if done.any() else None,
+        final_rows=np.flatnonzero(done) if done.any() else None,
+        dones_host=done,
+    )
+
+
+def _device_step(n: int) -> StepRecord:
+    return StepRecord(
+        obs=torch.ones(n, 3),
+        acts=torch.zeros(n, dtype=torch.int64),
+        rews=torch.ones(n),
+        terminated=torch.zeros(n, dtype=torch.bool),
+        truncated=torch.zeros(n, dtype=torch.bool),
+    )
+
+
+def test_host_full_batches_count_transitions_and_the_final_observations_slots():
+    storage = SlotStorage(3, capacity=4)
+    storage.start(torch.zeros(3, 3))
+    for dones in ([False] * 3, [False, True, False], [False] * 3, [True, True, False]):
+        storage.write(_host_step(3, dones))
+    assert storage.n_unpopped.tolist() == [4, 4, 4]
+    assert storage._bound.tolist() == [5, 6, 4]
+    assert storage.capacity >= 7  # grown on the way: the bound plus 2 slots fit
+    assert len(storage.take_transitions()["obs"]) == 12
+
+
+def test_device_full_batches_bound_two_slots_a_step():
+    storage = SlotStorage(2, capacity=4)
+    storage.start(torch.zeros(2, 3))
+    for _ in range(5):
+        storage.write(_device_step(2))
+    assert storage.n_unpopped.tolist() == [5, 5]
+    assert storage._bound.tolist() == [10, 10]
+
+
+def test_due_counts_survive_copies_and_state_dicts():
+    storage = SlotStorage(2, capacity=4)
+    storage.start(torch.zeros(2, 3))
+    storage.write(_host_step(2, [False, True]))
+    storage.write(_host_step(2, [False, False]))
+    for twin in (copy.deepcopy(storage), pickle.loads(pickle.dumps(storage))):
+        assert twin.n_unpopped.tolist() == [2, 2] and twin._bound.tolist() == [2, 3]
+    restored = SlotStorage(2, capacity=4)
+    restored.load_state_dict(storage.state_dict())
+    assert restored.n_unpopped.tolist() == [2, 2] and restored._bound.tolist() == [2, 3]
+
+
+def test_a_storage_pickled_with_its_counts_as_arrays_loads():
+    storage = SlotStorage(2, capacity=4)
+    storage.start(torch.zeros(2, 3))
+    storage.write(_host_step(2, [True, False]))
+    assert storage.n_unpopped.tolist() == [1, 1]  # read: settled, nothing left due
+    state = storage.__getstate__()
+    state["n_unpopped"], state["_bound"] = state.pop("_unpopped"), state.pop("_bounds")
+    del state["_due_steps"], state["_due_ends"]  # the older layout: counts as arrays
+    old = SlotStorage.__new__(SlotStorage)
+    old.__setstate__(state)
+    assert old.n_unpopped.tolist() == [1, 1] and old._bound.tolist() == [2, 1]
