@@ -22,7 +22,6 @@ def sb3_record(
     infos: Sequence[dict[str, Any]],
     device: torch.device,
     obs_space: gym.Space,
-    act_space: gym.Space,
 ) -> StepRecord:
     """Turns one ``VecEnv.step_wait()`` result into a step record.
 
@@ -32,22 +31,23 @@ def sb3_record(
     a step makes no tensor.
 
     Args:
-        acts: The actions passed to ``step_async``.
-        obs: Observations returned (reset observations where ``dones``).
+        acts: The actions passed to ``step_async``, checked and in the action
+            space's dtype (:class:`~torchbuf.data.spaces.BatchFit`).
+        obs: Observations returned (reset observations where ``dones``), checked
+            and in the observation space's dtype.
         rews: Rewards.
         dones: Episode-end flags.
         infos: One info dict per env.
         device: Storage device.
-        obs_space: Observations (final ones included) are stored in its dtype and
-            checked against it, naming the env.
-        act_space: Actions are stored in its dtype.
+        obs_space: The final observations are checked against it and stored in its
+            dtype, naming the env.
 
     Returns:
         The record, for a storage on ``device``.
 
     Raises:
         KeyError: an env ended its episode without ``terminal_observation``.
-        ValueError: a value does not fit its space, or rewards are not one per env.
+        ValueError: a final observation does not fit its space, or rewards are not one per env.
     """
     dones = np.asarray(dones, dtype=bool)
     n = len(dones)
@@ -65,8 +65,8 @@ def sb3_record(
             truncated[env] = bool(info.get("TimeLimit.truncated", False))
         final = to_storage(_final_batch(obs_space, ends, ended), len(ends), device)
     return StepRecord(
-        obs=to_storage(fit_space(obs_space, obs, "obs"), n, device),
-        acts=to_storage(fit_space(act_space, acts, "actions"), n, device),
+        obs=to_storage(obs, n, device),
+        acts=to_storage(acts, n, device),
         rews=to_storage(_float(np.asarray(rews)), n, device),
         terminated=to_storage(dones & ~truncated if ended.size else dones, n, device),
         truncated=to_storage(truncated, n, device),

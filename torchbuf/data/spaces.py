@@ -52,17 +52,57 @@ def check_batch(space: spaces.Space, value: Any, n_envs: int, field: str) -> Non
         _check_discrete(space, value, field)
 
 
+class BatchFit:
+    """:func:`check_batch`, then :func:`fit_space`, for one space, batch size and field.
+
+    Made once per wrapper: a step's batch that already has the batch's shape and the
+    space's dtype (the common case) is checked by comparing those two, and a discrete
+    space's values by their range, without walking the space; anything else takes
+    :func:`check_batch` and :func:`fit_space`, which cast or raise naming the field
+    and the env.
+
+    Args:
+        space: The single-env space.
+        n_envs: The batch size.
+        field: Name used in error messages.
+    """
+
+    def __init__(self, space: spaces.Space, n_envs: int, field: str):
+        self.space, self.n_envs, self.field = space, n_envs, field
+        leaf = not isinstance(space, spaces.Dict) and space.dtype is not None
+        self._shape = (n_envs, *(space.shape or ())) if leaf else None
+        self._dtype = np.dtype(space.dtype) if leaf else None
+        self._range = None
+        if isinstance(space, spaces.Discrete):
+            self._range = (int(space.start), int(space.start) + int(space.n))
+
+    def __call__(self, value: Any) -> Any:
+        """Returns ``value`` checked and in the space's dtype.
+
+        Raises:
+            ValueError: it does not fit, naming the field and, where known, the env.
+        """
+        fast = type(value) is np.ndarray and value.dtype == self._dtype and value.shape == self._shape
+        if fast and (self._range is None or _in_range(value, *self._range)):
+            return value
+        check_batch(self.space, value, self.n_envs, self.field)
+        return fit_space(self.space, value, self.field)
+
+
 _FEW = 32
+
+
+def _in_range(value: np.ndarray, lo: int, hi: int) -> bool:
+    """Whether every value lies in ``[lo, hi)``."""
+    if value.size <= _FEW:  # a few values: Python's min and max of a list beat two numpy reductions
+        values = value.ravel().tolist()
+        return not values or (lo <= min(values) and max(values) < hi)
+    return bool(value.min() >= lo and value.max() < hi)
 
 
 def _check_discrete(space: spaces.Discrete, value: np.ndarray, field: str) -> None:
     lo, hi = int(space.start), int(space.start + space.n)
-    if value.size <= _FEW:  # a few values: Python's min and max of a list beat two numpy reductions
-        values = value.ravel().tolist()
-        fits = not values or (lo <= min(values) and max(values) < hi)
-    else:
-        fits = value.min() >= lo and value.max() < hi
-    if not fits:
+    if not _in_range(value, lo, hi):
         bad = np.flatnonzero((value < lo) | (value >= hi))
         raise ValueError(f"{field}: env {int(bad[0])} gave {value[bad[0]]}, outside {space}")
 

@@ -20,7 +20,7 @@ from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.convert import obs_to_tensors
-from torchbuf.data.spaces import check_batch, fit_space
+from torchbuf.data.spaces import BatchFit
 
 
 class BufferingWrapper(PopAPI, VecEnvWrapper):
@@ -67,6 +67,8 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self.error_on_premature_reset = error_on_premature_reset
         self._recorder = Recorder(venv.num_envs, device, keep_infos, capacity)
         self._saved_acts: Any = None
+        self._fit_obs = BatchFit(self.observation_space, self.num_envs, "obs")
+        self._fit_acts = BatchFit(self.action_space, self.num_envs, "actions")
 
     _state_kind = "sb3"
 
@@ -85,10 +87,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         """
         self._check_premature_reset("BufferingWrapper")
         obs = self.venv.reset(**kwargs)
-        check_batch(self.observation_space, obs, self.num_envs, "obs")
-        self._recorder.start(
-            obs_to_tensors(fit_space(self.observation_space, obs, "obs"), self.num_envs, self.device)
-        )
+        self._recorder.start(obs_to_tensors(self._fit_obs(obs), self.num_envs, self.device))
         self._saved_acts = None
         return obs
 
@@ -113,9 +112,9 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             raise RuntimeError("BufferingWrapper: call reset() before step()")
         if self._saved_acts is not None:
             raise RuntimeError("BufferingWrapper: step_async() called again before step_wait()")
-        check_batch(self.action_space, actions, self.num_envs, "actions")
+        acts = self._fit_acts(actions)  # before the env steps: a step that cannot be recorded is not taken
         self.venv.step_async(actions)
-        self._saved_acts = actions
+        self._saved_acts = acts
 
     @exclusive
     def step_wait(self) -> VecEnvStepReturn:
@@ -132,10 +131,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             raise RuntimeError("BufferingWrapper: step_wait() called without step_async()")
         acts, self._saved_acts = self._saved_acts, None
         obs, rews, dones, infos = self.venv.step_wait()
-        check_batch(self.observation_space, obs, self.num_envs, "obs")
-        record = sb3_record(
-            acts, obs, rews, dones, infos, self.device, self.observation_space, self.action_space
-        )
+        record = sb3_record(acts, self._fit_obs(obs), rews, dones, infos, self.device, self.observation_space)
         self._recorder.record(record, infos)
         return obs, rews, dones, infos
 
