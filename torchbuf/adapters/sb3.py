@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from torchbuf.buffer.record import StepRecord
 from torchbuf.data.convert import to_storage
-from torchbuf.data.spaces import check_batch, check_one, fit_one, fit_space
+from torchbuf.data.spaces import BatchFit, check_one, fit_one
+
+FINAL = "info['terminal_observation']"
+"""The field of the terminal observations, as errors name it."""
 
 
 def sb3_record(
@@ -21,7 +23,7 @@ def sb3_record(
     dones: np.ndarray,
     infos: Sequence[dict[str, Any]],
     device: torch.device,
-    obs_space: gym.Space,
+    fit_final: BatchFit,
 ) -> StepRecord:
     """Turns one ``VecEnv.step_wait()`` result into a step record.
 
@@ -39,8 +41,8 @@ def sb3_record(
         dones: Episode-end flags.
         infos: One info dict per env.
         device: Storage device.
-        obs_space: The final observations are checked against it and stored in its
-            dtype, naming the env.
+        fit_final: Checks the final observations against the observation space
+            and casts them to its dtype (``BatchFit(obs_space, None, FINAL)``).
 
     Returns:
         The record, for a storage on ``device``.
@@ -63,7 +65,7 @@ def sb3_record(
                 raise KeyError(f"env {env}: episode ended without info['terminal_observation']")
             ends.append(info["terminal_observation"])
             truncated[env] = bool(info.get("TimeLimit.truncated", False))
-        final = to_storage(_final_batch(obs_space, ends, ended), len(ends), device)
+        final = to_storage(_final_batch(fit_final, ends, ended), len(ends), device)
     return StepRecord(
         obs=to_storage(obs, n, device),
         acts=to_storage(acts, n, device),
@@ -76,10 +78,7 @@ def sb3_record(
     )
 
 
-_FINAL = "info['terminal_observation']"
-
-
-def _final_batch(space: gym.Space, ends: list[Any], ended: np.ndarray) -> Any:
+def _final_batch(fit: BatchFit, ends: list[Any], ended: np.ndarray) -> Any:
     """The ended envs' terminal observations as one host batch in the space's dtype.
 
     Checked and cast as one batch; where that fails, env by env, so that the error
@@ -89,15 +88,13 @@ def _final_batch(space: gym.Space, ends: list[Any], ended: np.ndarray) -> Any:
         ValueError: an env's terminal observation does not fit the space.
     """
     try:
-        batch = _stack_host(ends)
-        check_batch(space, batch, len(ends), _FINAL)
-        return fit_space(space, batch, _FINAL)
+        return fit(_stack_host(ends))
     except (ValueError, TypeError, KeyError):
         pass
-    ends = list(ends)
+    space, ends = fit.space, list(ends)
     for i, env in enumerate(ended.tolist()):  # raises naming the env
-        check_one(space, ends[i], f"{_FINAL} of env {env}")
-        ends[i] = fit_one(space, ends[i], _FINAL, env)
+        check_one(space, ends[i], f"{FINAL} of env {env}")
+        ends[i] = fit_one(space, ends[i], FINAL, env)
     return _stack_host(ends)
 
 

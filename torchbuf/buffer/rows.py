@@ -61,7 +61,7 @@ class Rows:
         without a device op.
         """
         if self.host is not None:  # a CPU leaf: the step's values are host arrays or CPU tensors
-            self._put_host(index, value, shift)
+            self.put_host(index, value, shift)
             return
         if isinstance(index, np.ndarray) or isinstance(value, np.ndarray):  # host data, a device leaf
             index, value = torch.as_tensor(index), torch.as_tensor(value)
@@ -105,13 +105,16 @@ class Rows:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
 
-    def _put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int) -> None:
+    def put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int = 0) -> None:
+        """:meth:`put` for a CPU leaf (``host`` set): numpy writes into the leaf's memory."""
         host, slots = self.host, self.slots
         assert host is not None
         if shift:
             host, slots = host[shift:], None if slots is None else slots[shift:]
-        at = index.numpy() if isinstance(index, torch.Tensor) else index
-        data = value.numpy() if isinstance(value, torch.Tensor) else value
+        at = index if isinstance(index, np.ndarray) else index.numpy()
+        data = (
+            value if isinstance(value, np.ndarray) or not isinstance(value, torch.Tensor) else value.numpy()
+        )
         if slots is None or data.shape[1:] != self._row_shape or len(data) != len(at):  # 1-D, or broadcast
             host[at] = data
             return

@@ -68,7 +68,7 @@ def to_storage(x: Any, batch: int, device: torch.device) -> Obs | np.ndarray:
     Returns:
         ``x`` itself, or a tensor or TensorDict on ``device``.
     """
-    if device.type == "cpu" and isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf" and device.type == "cpu":
         return x
     return obs_to_tensors(x, batch, device)
 

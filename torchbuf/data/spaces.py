@@ -63,14 +63,16 @@ class BatchFit:
 
     Args:
         space: The single-env space.
-        n_envs: The batch size.
+        n_envs: The batch size, or ``None`` for batches of any size (the
+            terminal observations of the envs that ended a step).
         field: Name used in error messages.
     """
 
-    def __init__(self, space: spaces.Space, n_envs: int, field: str):
+    def __init__(self, space: spaces.Space, n_envs: int | None, field: str):
         self.space, self.n_envs, self.field = space, n_envs, field
         leaf = not isinstance(space, spaces.Dict) and space.dtype is not None
-        self._shape = (n_envs, *(space.shape or ())) if leaf else None
+        self._row = tuple(space.shape or ()) if leaf else None
+        self._shape = None if n_envs is None or not leaf else (n_envs, *(space.shape or ()))
         self._dtype = np.dtype(space.dtype) if leaf else None
         self._range = None
         if isinstance(space, spaces.Discrete):
@@ -82,10 +84,15 @@ class BatchFit:
         Raises:
             ValueError: it does not fit, naming the field and, where known, the env.
         """
-        fast = type(value) is np.ndarray and value.dtype == self._dtype and value.shape == self._shape
+        fast = type(value) is np.ndarray and value.dtype == self._dtype
+        if fast and self._shape is None:
+            fast = value.shape[1:] == self._row and value.ndim > 0
+        elif fast:
+            fast = value.shape == self._shape
         if fast and (self._range is None or _in_range(value, *self._range)):
             return value
-        check_batch(self.space, value, self.n_envs, self.field)
+        n = self.n_envs if self.n_envs is not None else len(value)
+        check_batch(self.space, value, n, self.field)
         return fit_space(self.space, value, self.field)
 
 
@@ -97,6 +104,8 @@ def _in_range(value: np.ndarray, lo: int, hi: int) -> bool:
     if value.size <= _FEW:  # a few values: Python's min and max of a list beat two numpy reductions
         values = value.ravel().tolist()
         return not values or (lo <= min(values) and max(values) < hi)
+    if lo == 0 and value.dtype.kind in "iu":  # negatives read as unsigned are huge: one reduction
+        return bool(value.view(f"u{value.dtype.itemsize}").max() < hi)
     return bool(value.min() >= lo and value.max() < hi)
 
 

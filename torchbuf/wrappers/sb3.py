@@ -15,7 +15,7 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from torchbuf.adapters.sb3 import sb3_record
+from torchbuf.adapters.sb3 import FINAL, sb3_record
 from torchbuf.buffer.guard import exclusive
 from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.recorder import Recorder
@@ -69,6 +69,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
         self._saved_acts: Any = None
         self._fit_obs = BatchFit(self.observation_space, self.num_envs, "obs")
         self._fit_acts = BatchFit(self.action_space, self.num_envs, "actions")
+        self._fit_final = BatchFit(self.observation_space, None, FINAL)
 
     _state_kind = "sb3"
 
@@ -131,7 +132,7 @@ class BufferingWrapper(PopAPI, VecEnvWrapper):
             raise RuntimeError("BufferingWrapper: step_wait() called without step_async()")
         acts, self._saved_acts = self._saved_acts, None
         obs, rews, dones, infos = self.venv.step_wait()
-        record = sb3_record(acts, self._fit_obs(obs), rews, dones, infos, self.device, self.observation_space)
+        record = sb3_record(acts, self._fit_obs(obs), rews, dones, infos, self.device, self._fit_final)
         self._recorder.record(record, infos)
         return obs, rews, dones, infos
 
