@@ -28,6 +28,10 @@ CASES = [
     (BOX, np.zeros((5, 4), np.float32)),  # wrong shape
     (BOX, np.zeros((4, 3), np.float32)),  # wrong batch
     (BOX, torch.zeros(5, 3)),
+    (BOX, torch.zeros(5, 3, dtype=torch.float64)),  # cast, exactly
+    (BOX, torch.zeros(5, 4)),  # wrong shape
+    (DISCRETE, torch.tensor([-1, 0, 1, 2, 2])),
+    (DISCRETE, torch.tensor([-1, 0, 1, 2, 2], dtype=torch.int32)),  # cast to the space's int64
     (DISCRETE, np.array([-1, 0, 1, 2, 2])),
     (DISCRETE, np.array([-1, 0, 3, 2, 2])),  # outside the range, env 2
     (DISCRETE, np.array([-2, 0, 1, 2, 2])),  # outside the range, env 0
@@ -60,6 +64,20 @@ def test_batch_fit_returns_or_raises_what_the_general_checks_do(space, value):
     assert (got is value) == (expected is value)
     assert type(got) is type(expected) and got.dtype == expected.dtype
     assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+
+@pytest.mark.parametrize(("space", "value"), CASES)
+def test_a_batch_fit_of_any_size_takes_every_batch_the_sized_one_takes(space, value):
+    try:
+        expected = BatchFit(space, len(value) if not isinstance(value, dict) else 5, "obs")(value)
+    except ValueError as error:
+        if "expected shape" in str(error) and not isinstance(value, dict) and len(value) != 5:
+            return  # only the sized fit knows the batch size
+        with pytest.raises(ValueError, match=re.escape(str(error))):
+            BatchFit(space, None, "obs")(value)
+        return
+    got = BatchFit(space, None, "obs")(value)
+    assert (got is value) == (expected is value)
 
 
 def test_a_many_valued_discrete_batch_is_range_checked():

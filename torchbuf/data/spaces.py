@@ -74,6 +74,9 @@ class BatchFit:
         self._row = tuple(space.shape or ()) if leaf else None
         self._shape = None if n_envs is None or not leaf else (n_envs, *(space.shape or ()))
         self._dtype = np.dtype(space.dtype) if leaf else None
+        self._torch_dtype = (
+            _torch_dtype(self._dtype) if self._dtype is not None and self._dtype.kind in "biuf" else None
+        )
         self._range = None
         if isinstance(space, spaces.Discrete):
             self._range = (int(space.start), int(space.start) + int(space.n))
@@ -84,16 +87,32 @@ class BatchFit:
         Raises:
             ValueError: it does not fit, naming the field and, where known, the env.
         """
-        fast = type(value) is np.ndarray and value.dtype == self._dtype
-        if fast and self._shape is None:
-            fast = value.shape[1:] == self._row and value.ndim > 0
-        elif fast:
-            fast = value.shape == self._shape
-        if fast and (self._range is None or _in_range(value, *self._range)):
+        if isinstance(value, torch.Tensor):  # values are checked on the host only, as check_batch does
+            fits = value.dtype is self._torch_dtype and self._fits_shape(value.shape)
+        else:
+            fits = (
+                type(value) is np.ndarray
+                and value.dtype == self._dtype
+                and self._fits_shape(value.shape)
+                and (self._range is None or _in_range(value, *self._range))
+            )
+        if fits:
             return value
-        n = self.n_envs if self.n_envs is not None else len(value)
+        n = self.n_envs if self.n_envs is not None else _batch_len(value)
         check_batch(self.space, value, n, self.field)
         return fit_space(self.space, value, self.field)
+
+    def _fits_shape(self, shape: tuple[int, ...]) -> bool:
+        if self._shape is not None:
+            return shape == self._shape
+        return self._row is not None and len(shape) > 0 and shape[1:] == self._row
+
+
+def _batch_len(value: Any) -> int:
+    """The leading size of a batch (a mapping's: its first leaf's)."""
+    while isinstance(value, Mapping) and value:
+        value = next(iter(value.values()))
+    return len(value) if hasattr(value, "__len__") else 0
 
 
 _FEW = 32

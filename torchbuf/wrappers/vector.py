@@ -28,7 +28,7 @@ from torchbuf.buffer.popapi import PopAPI
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.recorder import Recorder
 from torchbuf.data.convert import as_tensor, obs_to_tensors
-from torchbuf.data.spaces import check_batch, fit_space
+from torchbuf.data.spaces import BatchFit, check_batch, fit_space
 from torchbuf.data.types import Obs
 
 # In the recorded infos of a SAME_STEP env that reports no final observations: the
@@ -101,6 +101,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._reports_final = False  # SAME_STEP: the env has reported a final observation
         self._unreported: torch.Tensor | None = None  # device: an episode ended with none reported
         self._tensor_env = False
+        self._fit_acts = BatchFit(self.single_action_space, self.num_envs, "actions")
 
     def __del__(self) -> None:
         """Closes as gymnasium's wrapper does, and quietly when ``__init__`` failed before the env was set.
@@ -151,12 +152,11 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             ValueError: actions or observations do not fit the spaces.
         """
         self._require_started()
-        check_batch(self.single_action_space, actions, self.num_envs, "actions")
+        acts = self._fit_acts(actions)  # before the env steps: a step that cannot be recorded is not taken
         if isinstance(actions, torch.Tensor) and self._tensor_env and actions.device != self.device:
             raise ValueError(f"actions: on {actions.device}, but the env's tensors are on {self.device}")
         obs, rews, terminated, truncated, info = self.env.step(actions)
         env_ids = _env_ids(info, self.num_envs)
-        acts = fit_space(self.single_action_space, actions, "actions")
         self._record(
             obs_to_tensors(acts, self.num_envs, self.device),
             obs,
