@@ -54,17 +54,19 @@ def cut_segments(
     """
     env, end = np.nonzero(kinds)  # row-major: env by env, in time order
     change = env[1:] != env[:-1]
-    new_row = np.r_[True, change] if env.size else np.zeros(0, dtype=bool)
-    first = np.where(new_row, 0, np.r_[0, end[:-1] + 1] if env.size else end)
+    new_row, last_of_row = np.ones(env.size, dtype=bool), np.ones(env.size, dtype=bool)
+    new_row[1:], last_of_row[:-1] = change, change
+    first = np.zeros(env.size, dtype=np.int64)
+    first[1:] = end[:-1] + 1
+    first[new_row] = 0
     keep_from = np.zeros(len(cursors), dtype=np.int64)
-    last_of_row = np.r_[change, True] if env.size else new_row
     keep_from[env[last_of_row]] = end[last_of_row] + 1  # one past each row's last mark
-    length = end - first + np.where(first == 0, carry[env], 0)
+    length = end - first + np.where(new_row, carry[env], 0)
     parts = [(env, first, end, np.where(kinds[env, end] == 2, length, 0))]
-    if not finished_only:
+    if not finished_only:  # each row's running episode: after all of the row's marks
         rows = np.flatnonzero(cursors > keep_from)
         parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))
-    env, first, last, ep_len = (np.concatenate(x).astype(np.int64) for x in zip(*parts))
-    order = np.lexsort((first, env))
+    env, first, last, ep_len = (np.concatenate(x).astype(np.int64, copy=False) for x in zip(*parts))
+    order = np.argsort(env, kind="stable")  # env by env; within a row the running episode comes last
     keep = order[last[order] > first[order]]
     return Segments(env[keep], first[keep], last[keep], ep_len[keep]), keep_from
