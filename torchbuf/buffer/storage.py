@@ -174,11 +174,13 @@ class SlotStorage(StorageState, SlotReading):
         if self._shift + 1 >= self._shifts:
             self._rebase()
         k, pos = self._shift, self._pos
+        host = self._host_route()  # CPU leaves: one numpy view of the cursors serves every write
+        at = self._pos_host() if host else pos
         for name in STEP_FIELDS:
-            self._put(name, pos, getattr(rec, name), k)
+            self._put(name, at, getattr(rec, name), k)
         done = _done(rec)
         self._pos, self._shift = pos + done, k + 1
-        self._put_next_obs(rec, pos, self._pos, k + 1)
+        self._put_next_obs(rec, at, self._pos_host() if host else self._pos, k + 1)
         if rec.final_in_obs:
             self._awaiting = self._awaiting | done
 
