@@ -138,3 +138,20 @@ def test_indexing_chains_read_what_an_object_array_reads(sizes, ops):
     assert list(lazy) == list(eager) and all(a is b for a, b in zip(lazy, eager))
     if len(eager):
         assert lazy[-1] is eager[-1] and lazy[0] is eager[0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_steps=st.integers(0, 6), n_envs=st.integers(1, 5), data=st.data())
+def test_a_grid_of_every_env_in_every_step_reads_env_by_env_in_time_order(n_steps, n_envs, data):
+    steps = [[{"step": t, "env": e} for e in range(n_envs)] for t in range(n_steps)]
+    grid = InfoArray.grid(steps, n_envs)
+    expected = [{"step": t, "env": e} for e in range(n_envs) for t in range(n_steps)]
+    assert len(grid) == len(expected)
+    if expected:
+        index = data.draw(st.lists(st.integers(0, len(expected) - 1), max_size=8))
+        assert grid[np.array(index, dtype=np.int64)].tolist() == [expected[i] for i in index]
+    assert grid.tolist() == expected
+    assert InfoArray.concatenate([grid[: len(expected) // 2], InfoArray.of([{"x": 1}])]).tolist() == [
+        *expected[: len(expected) // 2],
+        {"x": 1},
+    ]

@@ -63,10 +63,8 @@ class InfoLog:
         steps = self._steps
         self.clear()
         sources = [infos for _, infos in steps]
-        if all(ids is None for ids, _ in steps):
-            step = np.tile(np.arange(len(steps)), self.n_envs)  # every env in every step
-            pos = np.repeat(np.arange(self.n_envs), len(steps))
-            return InfoArray.gather(sources, step, pos), np.full(self.n_envs, len(steps))
+        if all(ids is None for ids, _ in steps):  # every env in every step
+            return InfoArray.grid(sources, self.n_envs), np.full(self.n_envs, len(steps))
         filled = np.zeros((self.n_envs, len(steps)), dtype=bool)
         at = np.zeros((self.n_envs, len(steps)), dtype=np.int64)
         for j, (env_ids, _) in enumerate(steps):

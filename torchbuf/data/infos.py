@@ -19,22 +19,39 @@ import numpy as np
 
 
 class _Entries:
-    """Where each of ``n`` entries comes from (``sources[src[i]][pos[i]]``), and those made so far."""
+    """Where each of ``n`` entries comes from (``sources[src[i]][pos[i]]``), and those made so far.
 
-    __slots__ = ("sources", "src", "pos", "made", "done")
+    With ``src`` and ``pos`` ``None`` the sources are ``steps`` steps of every env,
+    entries env by env in time order: entry ``i`` is ``sources[i % steps][i // steps]``
+    (no index arrays to build for the common full-batch pop).
+    """
 
-    def __init__(self, sources: Sequence[Sequence[Any]], src: np.ndarray, pos: np.ndarray):
+    __slots__ = ("sources", "src", "pos", "n", "steps", "made", "done")
+
+    def __init__(
+        self,
+        sources: Sequence[Sequence[Any]],
+        src: np.ndarray | None,
+        pos: np.ndarray | None,
+        n: int | None = None,
+    ):
         self.sources, self.src, self.pos = sources, src, pos
+        self.n = len(src) if src is not None else int(n or 0)
+        self.steps = len(sources)
         self.made: np.ndarray | None = None  # allocated at the first read
         self.done = np.zeros(0, dtype=bool)
 
     def get(self, index: np.ndarray) -> np.ndarray:
         """The entries at ``index``, made where not made yet (an object array)."""
         if self.made is None:
-            self.made, self.done = np.empty(len(self.src), dtype=object), np.zeros(len(self.src), dtype=bool)
+            self.made, self.done = np.empty(self.n, dtype=object), np.zeros(self.n, dtype=bool)
         missing = np.unique(index[~self.done[index]])
         for i in missing.tolist():
-            self.made[i] = self.sources[self.src[i]][int(self.pos[i])]
+            if self.src is None:
+                self.made[i] = self.sources[i % self.steps][i // self.steps]
+            else:
+                assert self.pos is not None
+                self.made[i] = self.sources[self.src[i]][int(self.pos[i])]
         self.done[missing] = True
         return self.made[index]
 
@@ -59,6 +76,15 @@ class InfoArray(Sequence[Any]):
         return cls(_Entries(sources, src, pos), np.arange(len(src)))
 
     @classmethod
+    def grid(cls, steps: Sequence[Sequence[Any]], n_envs: int) -> InfoArray:
+        """Every env's entry of every step, env by env in time order.
+
+        Entry ``e * len(steps) + t`` is ``steps[t][e]``.
+        """
+        n = len(steps) * n_envs
+        return cls(_Entries(steps, None, None, n), np.arange(n))
+
+    @classmethod
     def of(cls, items: Sequence[Any]) -> InfoArray:
         """The entries of ``items`` (a sequence or an object array), as they are."""
         if isinstance(items, InfoArray):
@@ -77,7 +103,7 @@ class InfoArray(Sequence[Any]):
             return cls(arrays[0]._entries, np.concatenate([a._index for a in arrays]))
         if not arrays:
             return cls.of([])
-        whole = {id(a._entries): cls(a._entries, np.arange(len(a._entries.src))) for a in arrays}
+        whole = {id(a._entries): cls(a._entries, np.arange(a._entries.n)) for a in arrays}
         src = np.concatenate([np.full(len(a), roots[id(a._entries)], dtype=np.int64) for a in arrays])
         pos = np.concatenate([a._index for a in arrays]).astype(np.int64)
         return cls.gather(list(whole.values()), src, pos)
