@@ -198,10 +198,10 @@ class SlotStorage(StorageState, SlotReading):
         pos = self._pos_host()
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name))
-        self._ends_on_host(rec, pos, None, None, 1, ends)
+        self._ends_on_host(rec, pos, None, None, 1, len(ends) > 0)
 
     def _ends_on_host(
-        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | np.ndarray | None
+        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | None
     ) -> None:
         """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
 
@@ -212,21 +212,16 @@ class SlotStorage(StorageState, SlotReading):
         ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
         cursors' memory and host indices, so that a full-batch step makes no torch
         call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step;
-        ``ended``: whether an episode ended (``None``: not known yet), or the
-        positions (in this step) of the rows whose episode ended.
+        ``ended``: whether an episode ended (``None``: not known yet).
         """
         assert rec.dones_host is not None
         add_rows(pos, rows, steps)
         if nxt is None:
             nxt = get_rows(pos, rows)
-        ends = ended if isinstance(ended, np.ndarray) else None
-        if ends is not None:
-            ended = len(ends) > 0
         if not (rec.dones_host.any() if ended is None else ended):
             self._put("obs", nxt, rec.obs)
             return
-        if ends is None:
-            ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
+        ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
         on_device = isinstance(pos, torch.Tensor)
         at = torch.as_tensor(ends, device=self.device) if on_device else ends
         at_row = at if rows is None else rows[at]
