@@ -61,7 +61,7 @@ class Rows:
         without a device op.
         """
         if self.host is not None:  # a CPU leaf: the step's values are host arrays or CPU tensors
-            self.put_host(index, value, shift)
+            self._put_host(index, value, shift)
             return
         if isinstance(index, np.ndarray) or isinstance(value, np.ndarray):  # host data, a device leaf
             index, value = torch.as_tensor(index), torch.as_tensor(value)
@@ -105,7 +105,7 @@ class Rows:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
 
-    def put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int = 0) -> None:
+    def _put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int) -> None:
         """:meth:`put` for a CPU leaf (``host`` set): numpy writes into the leaf's memory."""
         host, slots = self.host, self.slots
         assert host is not None

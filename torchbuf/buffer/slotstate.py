@@ -7,7 +7,7 @@ the attributes declared here, which ``SlotStorage.__init__`` sets.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -15,6 +15,35 @@ from tensordict import TensorDict
 
 from torchbuf.buffer.rows import Rows
 from torchbuf.data.types import Obs
+
+
+class _Settled:
+    """A per-row host count of the storage, read and set with the full-batch steps left due added first.
+
+    Args:
+        attr: The attribute holding the array (less what is due).
+        doc: What the count is.
+    """
+
+    def __init__(self, attr: str, doc: str):
+        self.attr, self.__doc__ = attr, doc
+
+    @overload
+    def __get__(self, state: None, owner: type) -> _Settled: ...
+
+    @overload
+    def __get__(self, state: SlotState, owner: type | None = None) -> np.ndarray: ...
+
+    def __get__(self, state: SlotState | None, owner: type | None = None) -> np.ndarray | _Settled:
+        if state is None:  # looked up on the class (docs, introspection)
+            return self
+        state._settle()
+        count: np.ndarray = getattr(state, self.attr)
+        return count
+
+    def __set__(self, state: SlotState, value: np.ndarray) -> None:
+        state._settle()
+        setattr(state, self.attr, value)
 
 
 class SlotState:
@@ -41,27 +70,8 @@ class SlotState:
     _peak: int
     _flat: dict[str, list[Rows]]  # each field's leaves as flat slots
 
-    @property
-    def n_unpopped(self) -> np.ndarray:
-        """Each row's unpopped transitions (exact while ``counts_exact``)."""
-        self._settle()
-        return self._unpopped
-
-    @n_unpopped.setter
-    def n_unpopped(self, value: np.ndarray) -> None:
-        self._settle()
-        self._unpopped = value
-
-    @property
-    def _bound(self) -> np.ndarray:
-        """An upper bound on each row's cursor (column), known on the host."""
-        self._settle()
-        return self._bounds
-
-    @_bound.setter
-    def _bound(self, value: np.ndarray) -> None:
-        self._settle()
-        self._bounds = value
+    n_unpopped = _Settled("_unpopped", "Each row's unpopped transitions (exact while ``counts_exact``).")
+    _bound = _Settled("_bounds", "An upper bound on each row's cursor (column), known on the host.")
 
     def _settle(self) -> None:
         """Adds the full-batch steps a step left due to the host counts.

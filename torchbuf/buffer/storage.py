@@ -380,11 +380,7 @@ class SlotStorage(StorageState, SlotReading):
     def _put(self, name: str, index: Index, value: Obs | np.ndarray, shift: int = 0) -> None:
         """Writes ``value`` (a tensor or TensorDict, batch ``(n,)``) at flat slot ``index + shift``."""
         for rows in self._flat[name]:
-            leaf = value if rows.key is None else value.get(rows.key)  # type: ignore[union-attr]
-            if rows.host is not None:  # a CPU leaf: straight to its numpy writes
-                rows.put_host(index, leaf, shift)
-            else:
-                rows.put(index, leaf, shift)
+            rows.put(index, value if rows.key is None else value.get(rows.key), shift)  # type: ignore[union-attr]
 
     def _take(self, name: str, index: Index, checked: bool = False) -> Obs:
         """Reads field ``name`` at flat slot ``index`` (a copy): a tensor, or a TensorDict.

@@ -46,11 +46,11 @@ class _Entries:
         if self.made is None:
             self.made, self.done = np.empty(self.n, dtype=object), np.zeros(self.n, dtype=bool)
         missing = np.unique(index[~self.done[index]])
-        for i in missing.tolist():
-            if self.src is None:
+        if self.src is None or self.pos is None:  # the grid of every env in every step
+            for i in missing.tolist():
                 self.made[i] = self.sources[i % self.steps][i // self.steps]
-            else:
-                assert self.pos is not None
+        else:
+            for i in missing.tolist():
                 self.made[i] = self.sources[self.src[i]][int(self.pos[i])]
         self.done[missing] = True
         return self.made[index]
