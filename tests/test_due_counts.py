@@ -13,6 +13,7 @@ import pickle
 import numpy as np
 import torch
 
+from tests.helpers import torch_route
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.storage import SlotStorage
 
@@ -52,13 +53,56 @@ def test_host_full_batches_count_transitions_and_the_final_observations_slots():
     assert len(storage.take_transitions()["obs"]) == 12
 
 
-def test_device_full_batches_bound_two_slots_a_step():
+def test_device_full_batches_bound_two_slots_a_step(monkeypatch):
+    torch_route(monkeypatch)  # on the CPU the flags of CPU tensors are host memory: read as host flags
     storage = SlotStorage(2, capacity=4)
     storage.start(torch.zeros(2, 3))
     for _ in range(5):
         storage.write(_device_step(2))
     assert storage.n_unpopped.tolist() == [5, 5]
     assert storage._bound.tolist() == [10, 10]
+
+
+def _tensor_step(obs: float, dones: list[bool], final: float, final_in_obs: bool = False) -> StepRecord:
+    """A full batch of CPU tensors, final observations as a full batch (a torch-native env's step)."""
+    n = len(dones)
+    return StepRecord(
+        obs=torch.full((n, 3), obs),
+        acts=torch.zeros(n, dtype=torch.int64),
+        rews=torch.ones(n),
+        terminated=torch.tensor(dones),
+        truncated=torch.zeros(n, dtype=torch.bool),
+        final_obs=None if final_in_obs else torch.full((n, 3), final),
+        final_in_obs=final_in_obs,
+    )
+
+
+def test_cpu_tensor_flags_are_read_on_the_host_exact_counts_and_slots():
+    storage = SlotStorage(2, capacity=8)
+    storage.start(torch.zeros(2, 3))
+    storage.write(_tensor_step(1.0, [False, True], final=9.0))
+    storage.write(_tensor_step(2.0, [False, False], final=-1.0))
+    assert storage.n_unpopped.tolist() == [2, 2]
+    assert storage._bound.tolist() == [2, 3]  # exact: only the row that ended took a slot more
+    assert storage._cur.tolist() == [2, 3]
+    out = storage.take_transitions()
+    # env 0: 0 -> 1 -> 2; env 1: 0 -> 9 (terminal), then its reset observation 1 -> 2
+    assert out["obs"][:, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert out["next_obs"][:, 0].tolist() == [1.0, 2.0, 9.0, 2.0]
+    assert out["terminated"].tolist() == [False, False, True, False]
+
+
+def test_a_host_batch_whose_final_observations_are_in_obs_keeps_the_slot_after_them_free():
+    storage = SlotStorage(2, capacity=8)
+    storage.start(torch.zeros(2, 3))
+    storage.write(_tensor_step(5.0, [True, False], final=0.0, final_in_obs=True))
+    assert storage._cur.tolist() == [2, 1]  # row 0's reset observation comes later, in slot 2
+    assert storage._awaiting.tolist() == [True, False]
+    storage.restart(torch.full((2, 3), 7.0), torch.tensor([True, False]))
+    storage.write(_tensor_step(8.0, [False, False], final=0.0, final_in_obs=True))
+    out = storage.take_transitions()
+    assert out["obs"][:, 0].tolist() == [0.0, 7.0, 0.0, 5.0]
+    assert out["next_obs"][:, 0].tolist() == [5.0, 8.0, 5.0, 8.0]
 
 
 def test_due_counts_survive_copies_and_state_dicts():

@@ -189,7 +189,9 @@ def test_torch_env_whole_path_on_meta():
     assert trans.obs.device.type == "meta" and trans.batch_size[0] == 160
 
 
-def test_ops_per_step_do_not_depend_on_n_envs():
+def test_ops_per_step_do_not_depend_on_n_envs(monkeypatch):
+    torch_route(monkeypatch)  # the device's route: on the CPU the host reads the flags and branches on them
+
     def ops(n):
         envs = VectorBufferingWrapper(TorchCartPole(n, seed=0), capacity=64)
         envs.reset(seed=0)

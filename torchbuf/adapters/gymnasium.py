@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from torchbuf.data.convert import cast_like, obs_to_tensors, stack_obs
-from torchbuf.data.spaces import batch_of_one, check_batch, check_one, fit_space
+from torchbuf.data.spaces import BatchFit, batch_of_one, check_batch, check_one, fit_space
 from torchbuf.data.types import Obs
 
 FINAL_KEYS = (("final_obs", "_final_obs"), ("final_observation", "_final_observation"))
@@ -80,7 +80,7 @@ def autoreset_mode(env: Any, override: str | None = None) -> Autoreset:
 
 
 def final_obs(
-    info: Mapping[str, Any], obs: Obs, device: torch.device, space: gym.Space | None = None
+    info: Mapping[str, Any], obs: Obs, device: torch.device, fit: BatchFit | None = None
 ) -> tuple[Obs | None, np.ndarray | None]:
     """The true final observations of a SAME_STEP step.
 
@@ -88,8 +88,9 @@ def final_obs(
         info: The step's info dict.
         obs: The step's observations (reset observations where episodes ended).
         device: Storage device.
-        space: The single-env observation space; where given, every final
-            observation is checked against it (shape, dict keys, dtype) like ``obs``.
+        fit: The observations' :class:`~torchbuf.data.spaces.BatchFit` (a full
+            batch's); where given, every final observation is checked against its
+            space (shape, dict keys, dtype) like ``obs``.
 
     Returns:
         A tuple ``(final, rows)`` of the ended rows' final observations and their host
@@ -102,15 +103,16 @@ def final_obs(
         return None, None
     value, mask_key = info[keys[0]], keys[1]
     if not (isinstance(value, np.ndarray) and value.dtype == object):
-        if space is not None:
-            check_batch(space, value, _batch(obs), keys[0])
-            value = fit_space(space, value, keys[0])
+        if fit is not None and not (_batch(obs) == fit.n_envs and fit.fits(value)):
+            check_batch(fit.space, value, _batch(obs), keys[0])
+            value = fit_space(fit.space, value, keys[0])
         return cast_like(obs_to_tensors(value, _batch(obs), device), obs), None
     rows = np.flatnonzero(np.asarray(info[mask_key], dtype=bool))
     if rows.size == 0:
         return None, None
     ends = [value[i] for i in rows]
-    if space is not None:
+    if fit is not None:
+        space = fit.space
         for i, end in zip(rows.tolist(), ends):
             check_one(space, end, f"{keys[0]} of env {i}")
         ones = [

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 
 from torchbuf.buffer.checkpoint import StorageState
 from torchbuf.buffer.reading import STEP_FIELDS, SlotReading
@@ -134,6 +134,8 @@ class SlotStorage(StorageState, SlotReading):
         if "acts" not in self._flat:
             self._alloc_step_fields(rec)
         if rec.env_ids is None and rec.active is None:
+            if rec.dones_host is None and self._host_route():  # CPU tensors: their flags are host memory
+                rec.dones_host = _host_dones(rec)
             if rec.dones_host is None:
                 self._count_full_batch(None)
                 self._write_full_batch(rec)
@@ -157,7 +159,7 @@ class SlotStorage(StorageState, SlotReading):
         nxt = None if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, pos, rows, nxt, steps, None)
+            self._ends_on_host(rec, pos, rows, nxt, steps)
         else:
             self._ends_on_device(rec, rows, here + 1 if nxt is None else nxt, steps)
 
@@ -187,22 +189,38 @@ class SlotStorage(StorageState, SlotReading):
     def _write_host_batch(self, rec: StepRecord) -> None:
         """Every row steps on a CPU storage, episode ends known on the host: numpy writes, no torch op.
 
-        The fields go to each row's cursor slot and the observations to the next one,
-        or (where an episode ended) the final observation there and the reset one a
-        slot further, as in :meth:`_ends_on_host`.
+        The fields go to each row's cursor slot, then the cursors move on in place
+        (through the numpy view of their memory) and the observations go to the next
+        slot, or, where an episode ended, the final observation there and the reset
+        one a slot further (as in :meth:`_ends_on_host`).
         """
-        assert rec.dones_host is not None
-        ends = rec.dones_host.nonzero()[0]
+        done = rec.dones_host
+        assert done is not None
+        ends = done.nonzero()[0]
         self._count_full_batch(ends)
         self._rebase()
         pos = self._pos_host()
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name))
-        self._ends_on_host(rec, pos, None, None, 1, len(ends) > 0)
+        pos += 1
+        if not len(ends):
+            self._put("obs", pos, rec.obs)
+            return
+        if rec.final_in_obs:  # obs holds the final observations; the slot after them stays free
+            self._put("obs", pos, rec.obs)
+            self._awaiting.numpy()[ends] = True
+            pos += done
+            return
+        assert rec.final_obs is not None, "an episode ended without its final observation"
+        if rec.final_rows is None:
+            final, final_rows = _host_rows(rec.final_obs, ends), ends
+        else:
+            final, final_rows = rec.final_obs, rec.final_rows
+        self._put("obs", pos[final_rows], final)
+        pos += done
+        self._put("obs", pos, rec.obs)
 
-    def _ends_on_host(
-        self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any, ended: bool | None
-    ) -> None:
+    def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any) -> None:
         """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
 
         A row's observation goes to its next slot, or one slot further where its
@@ -211,14 +229,13 @@ class SlotStorage(StorageState, SlotReading):
 
         ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
         cursors' memory and host indices, so that a full-batch step makes no torch
-        call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step;
-        ``ended``: whether an episode ended (``None``: not known yet).
+        call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step.
         """
         assert rec.dones_host is not None
         add_rows(pos, rows, steps)
         if nxt is None:
             nxt = get_rows(pos, rows)
-        if not (rec.dones_host.any() if ended is None else ended):
+        if not rec.dones_host.any():
             self._put("obs", nxt, rec.obs)
             return
         ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
@@ -417,6 +434,26 @@ class SlotStorage(StorageState, SlotReading):
 def _done(rec: StepRecord) -> torch.Tensor:
     """A device step's ``terminated | truncated`` (device steps hold tensors, never host arrays)."""
     return cast(torch.Tensor, rec.terminated | rec.truncated)
+
+
+def _host_rows(value: Obs | np.ndarray, rows: np.ndarray) -> Obs | np.ndarray:
+    """The ``rows`` of a batch on the host: a CPU tensor's through its numpy view, a TensorDict's by torch."""
+    if isinstance(value, TensorDictBase):
+        return value[torch.from_numpy(rows)]
+    host = value.numpy() if isinstance(value, torch.Tensor) else value
+    return cast(np.ndarray, host)[rows]
+
+
+def _host_dones(rec: StepRecord) -> np.ndarray:
+    """A CPU step's ``terminated | truncated`` as a host array.
+
+    The record's flags become numpy views of the same memory, so that the writes
+    that follow convert them no more.
+    """
+    rec.terminated, rec.truncated = (
+        x.numpy() if isinstance(x, torch.Tensor) else x for x in (rec.terminated, rec.truncated)
+    )
+    return np.logical_or(rec.terminated, rec.truncated)
 
 
 def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:

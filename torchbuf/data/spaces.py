@@ -87,20 +87,26 @@ class BatchFit:
         Raises:
             ValueError: it does not fit, naming the field and, where known, the env.
         """
-        if isinstance(value, torch.Tensor):  # values are checked on the host only, as check_batch does
-            fits = value.dtype is self._torch_dtype and self._fits_shape(value.shape)
-        else:
-            fits = (
-                type(value) is np.ndarray
-                and value.dtype == self._dtype
-                and self._fits_shape(value.shape)
-                and (self._range is None or _in_range(value, *self._range))
-            )
-        if fits:
+        if self.fits(value):
             return value
         n = self.n_envs if self.n_envs is not None else _batch_len(value)
         check_batch(self.space, value, n, self.field)
         return fit_space(self.space, value, self.field)
+
+    def fits(self, value: Any) -> bool:
+        """Whether ``value`` is a batch of the space as it is: the exact shape and dtype (and range).
+
+        A ``False`` says only that the quick test cannot tell: :func:`check_batch` and
+        :func:`fit_space` decide.
+        """
+        if isinstance(value, torch.Tensor):  # values are checked on the host only, as check_batch does
+            return value.dtype is self._torch_dtype and self._fits_shape(value.shape)
+        return (
+            type(value) is np.ndarray
+            and value.dtype == self._dtype
+            and self._fits_shape(value.shape)
+            and (self._range is None or _in_range(value, *self._range))
+        )
 
     def _fits_shape(self, shape: tuple[int, ...]) -> bool:
         if self._shape is not None:

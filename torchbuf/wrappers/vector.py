@@ -102,6 +102,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         self._unreported: torch.Tensor | None = None  # device: an episode ended with none reported
         self._tensor_env = False
         self._fit_acts = BatchFit(self.single_action_space, self.num_envs, "actions")
+        self._fit_obs = BatchFit(self.single_observation_space, self.num_envs, "obs")
 
     def __del__(self) -> None:
         """Closes as gymnasium's wrapper does, and quietly when ``__init__`` failed before the env was set.
@@ -268,7 +269,12 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         env_ids: np.ndarray | None,
     ) -> None:
         n = self.num_envs if env_ids is None else len(env_ids)
-        obs_t = obs_to_tensors(fit_space(self.single_observation_space, obs, "obs"), n, self.device)
+        fitted = (
+            obs
+            if n == self.num_envs and self._fit_obs.fits(obs)
+            else fit_space(self._fit_obs.space, obs, "obs")
+        )
+        obs_t = obs_to_tensors(fitted, n, self.device)
         term, trunc = as_tensor(terminated, self.device).bool(), as_tensor(truncated, self.device).bool()
         host = isinstance(terminated, np.ndarray)
         dones_host = (np.asarray(terminated) | np.asarray(truncated)) if host else None
@@ -276,7 +282,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             obs_t, acts, _rewards(rews, n, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
         )
         if self.mode is Autoreset.SAME_STEP:
-            rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device, self.single_observation_space)
+            rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device, self._fit_obs)
             if rec.final_obs is not None:
                 self._reports_final, self._unreported = True, None
             elif not _none_ended(dones_host):
