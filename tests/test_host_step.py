@@ -1,8 +1,10 @@
-"""An SB3 step into a CPU storage is numpy writes into the storage's memory: no torch op.
+"""A step into a CPU storage is numpy writes into the storage's memory: no torch op.
 
-The env is SB3's ``DummyVecEnv`` of gymnasium's CartPole (numpy, no torch op of its
-own); every aten op dispatched while ``BufferingWrapper.step`` runs is counted, in
-steps where episodes end and where none does.
+For SB3, the env is SB3's ``DummyVecEnv`` of gymnasium's CartPole (numpy, no torch op
+of its own); every aten op dispatched while ``BufferingWrapper.step`` runs is counted,
+in steps where episodes end and where none does. For a torch-native env on the CPU
+(``TorchCartPole``), the env's own ops are left out, and what is left are the numpy
+views of its tensors (``Tensor.numpy()`` dispatches one ``detach``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tests.synccount import count_ops
-from torchbuf import BufferingWrapper
+from tests.test_op_count import _paused
+from torchbuf import BufferingWrapper, VectorBufferingWrapper
+from torchbuf.envs import TorchCartPole
 
 
 @pytest.mark.parametrize("n_envs", [1, 8, 64])
@@ -33,6 +37,28 @@ def test_a_cpu_sb3_step_issues_no_torch_op(n_envs):
     # growth reallocates (a handful of steps); every other step issues nothing
     assert sum(map(len, grew.values())) <= 3, grew
     assert len(venv.pop_transitions()) == 41 * n_envs
+
+
+@pytest.mark.parametrize("n_envs", [1, 8, 256])
+def test_a_cpu_step_of_a_torch_env_takes_numpy_views_and_issues_no_other_op(n_envs):
+    import torch
+
+    env = TorchCartPole(n_envs, seed=0)
+    envs = VectorBufferingWrapper(env, capacity=100)  # no growth on the way
+    envs.reset(seed=0)
+    left = torch.zeros(n_envs, dtype=torch.int64)
+    envs.step(left)  # the first step allocates the per-step fields
+    env_step, ops_by_end = env.step, {False: [], True: []}
+    for _ in range(40):  # pushing left, every pole falls within 40 steps
+        with count_ops() as counter:
+            env.step = _paused(env_step, counter)
+            _, _, terminated, truncated, _ = envs.step(left)
+        ops_by_end[bool((terminated | truncated).any())].append(dict(counter.ops))
+    env.step = env_step
+    assert ops_by_end[True] and ops_by_end[False], "both kinds of step were taken"
+    for ops in ops_by_end[False] + ops_by_end[True]:
+        assert set(ops) <= {"aten.detach"} and ops.get("aten.detach", 0) <= 8, ops
+    assert len(envs.pop_transitions()) == 41 * n_envs
 
 
 @pytest.mark.parametrize("n_envs", [8, 64])
