@@ -63,6 +63,23 @@ def test_device_full_batches_bound_two_slots_a_step(monkeypatch):
     assert storage._bound.tolist() == [10, 10]
 
 
+def test_a_device_storage_fed_host_flags_counts_as_a_cpu_one():
+    """SB3 or envpool recording to a GPU: the host flags' full-batch steps count exactly (on ``meta``)."""
+    counts = {}
+    for device in ("cpu", "meta"):
+        storage = SlotStorage(3, device=device, capacity=4)
+        storage.start(torch.zeros(3, 3, device=device))
+        for dones in ([False] * 3, [False, True, False], [False] * 3, [True, True, False]):
+            rec = _host_step(3, dones)
+            for name in ("obs", "acts", "rews", "terminated", "truncated", "final_obs"):
+                value = getattr(rec, name)
+                setattr(rec, name, None if value is None else torch.as_tensor(value, device=device))
+            storage.write(rec)
+        counts[device] = (storage.n_unpopped.tolist(), storage._bound.tolist(), storage.capacity)
+    assert counts["meta"] == counts["cpu"]  # the same counts, and grown alike
+    assert counts["cpu"][:2] == ([4, 4, 4], [5, 6, 4])
+
+
 def _tensor_step(obs: float, dones: list[bool], final: float, final_in_obs: bool = False) -> StepRecord:
     """A full batch of CPU tensors, final observations as a full batch (a torch-native env's step)."""
     n = len(dones)

@@ -143,7 +143,9 @@ class SlotStorage(StorageState, SlotReading):
             if self.device.type == "cpu":
                 self._write_host_batch(rec)
                 return
-        self._count_on_host(rec)
+            self._count_full_batch(rec.dones_host.nonzero()[0])  # a device storage fed host flags
+        else:
+            self._count_on_host(rec)
         self._rebase()
         on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
         pos = self._pos_host() if on_host else self._pos
