@@ -13,7 +13,6 @@ import pickle
 import numpy as np
 import torch
 
-from tests.helpers import torch_route
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.storage import SlotStorage
 
@@ -53,8 +52,7 @@ def test_host_full_batches_count_transitions_and_the_final_observations_slots():
     assert len(storage.take_transitions()["obs"]) == 12
 
 
-def test_device_full_batches_bound_two_slots_a_step(monkeypatch):
-    torch_route(monkeypatch)  # on the CPU the flags of CPU tensors are host memory: read as host flags
+def test_device_full_batches_bound_two_slots_a_step():
     storage = SlotStorage(2, capacity=4)
     storage.start(torch.zeros(2, 3))
     for _ in range(5):
@@ -81,9 +79,13 @@ def test_a_device_storage_fed_host_flags_counts_as_a_cpu_one():
 
 
 def _tensor_step(obs: float, dones: list[bool], final: float, final_in_obs: bool = False) -> StepRecord:
-    """A full batch of CPU tensors, final observations as a full batch (a torch-native env's step)."""
+    """A full batch of CPU tensors, final observations as a full batch (a torch-native env's step).
+
+    The host flags are given, as the vector wrapper gives them for CPU tensors on a CPU storage.
+    """
     n = len(dones)
     return StepRecord(
+        dones_host=np.array(dones),
         obs=torch.full((n, 3), obs),
         acts=torch.zeros(n, dtype=torch.int64),
         rews=torch.ones(n),
@@ -94,7 +96,7 @@ def _tensor_step(obs: float, dones: list[bool], final: float, final_in_obs: bool
     )
 
 
-def test_cpu_tensor_flags_are_read_on_the_host_exact_counts_and_slots():
+def test_cpu_tensors_with_host_flags_count_exactly_and_a_full_batch_of_finals_is_cut_to_the_ended_rows():
     storage = SlotStorage(2, capacity=8)
     storage.start(torch.zeros(2, 3))
     storage.write(_tensor_step(1.0, [False, True], final=9.0))

@@ -34,12 +34,12 @@ class SlotReading(SlotState):
         (a pop of few envs is a handful of small ops, which numpy makes in a
         microsecond where torch takes several); elsewhere tensors and torch.
         """
-        if self._host_route():
+        if self.host_route():
             cur = self._pos_host() + (self._shift - self._base.numpy())
             return np, cur, np.arange(width), self._ep_carry.numpy()
         return torch, self._cur, torch.arange(width, device=self.device), self._ep_carry
 
-    def _host_route(self) -> bool:
+    def host_route(self) -> bool:
         """Whether pops read the storage through numpy views of its memory (the CPU's route)."""
         return self._flat["cut"][0].host is not None  # the leaves' route (every field has the same)
 
@@ -161,7 +161,7 @@ class SlotReading(SlotState):
 
     def _slots(self, host: np.ndarray) -> Index:
         """Host slot indices as the reads take them: the array itself on the CPU route, else a tensor."""
-        return host if self._host_route() else self._index(host)
+        return host if self.host_route() else self._index(host)
 
     def _checked(self, index: Index, after: int = 0) -> bool:
         """Checks a host ``index`` (and ``index + after``) against the slots once for all leaves.
@@ -196,7 +196,7 @@ class SlotReading(SlotState):
     def _clear_flags(self, upto: int) -> None:
         """Zeroes the done and cut flags of each row's first ``upto`` slots (slots to reuse)."""
         assert self.data is not None
-        xp = np if self._host_route() else torch
+        xp = np if self.host_route() else torch
         for name in FLAGS:
             if name in self._flat:
                 self._flag(name, xp)[:, :upto] = False

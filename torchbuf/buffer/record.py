@@ -41,8 +41,8 @@ class StepRecord:
         active_host: ``active`` as a host array, where the host has it.
         dones_host: ``terminated | truncated`` as a host array when the env gave it
             on the host (lets the storage bound its cursors exactly), else ``None``.
-            A CPU storage reads the flags of a full batch of CPU tensors as host
-            flags itself (their memory is the host's: no sync).
+            The vector wrapper gives it for CPU tensors too where the storage
+            takes its host route (their memory is the host's: no sync).
         env_ids: Host indices of the envs that stepped (``n`` of them), or ``None``
             when every env stepped.
     """

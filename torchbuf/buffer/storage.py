@@ -134,8 +134,6 @@ class SlotStorage(StorageState, SlotReading):
         if "acts" not in self._flat:
             self._alloc_step_fields(rec)
         if rec.env_ids is None and rec.active is None:
-            if rec.dones_host is None and self._host_route():  # CPU tensors: their flags are host memory
-                rec.dones_host = _host_dones(rec)
             if rec.dones_host is None:
                 self._count_full_batch(None)
                 self._write_full_batch(rec)
@@ -178,7 +176,7 @@ class SlotStorage(StorageState, SlotReading):
         if self._shift + 1 >= self._shifts:
             self._rebase()
         k, pos = self._shift, self._pos
-        host = self._host_route()  # CPU leaves: one numpy view of the cursors serves every write
+        host = self.host_route()  # CPU leaves: one numpy view of the cursors serves every write
         at = self._pos_host() if host else pos
         for name in STEP_FIELDS:
             self._put(name, at, getattr(rec, name), k)
@@ -444,18 +442,6 @@ def _host_rows(value: Obs | np.ndarray, rows: np.ndarray) -> Obs | np.ndarray:
         return value[torch.from_numpy(rows)]
     host = value.numpy() if isinstance(value, torch.Tensor) else value
     return cast(np.ndarray, host)[rows]
-
-
-def _host_dones(rec: StepRecord) -> np.ndarray:
-    """A CPU step's ``terminated | truncated`` as a host array.
-
-    The record's flags become numpy views of the same memory, so that the writes
-    that follow convert them no more.
-    """
-    rec.terminated, rec.truncated = (
-        x.numpy() if isinstance(x, torch.Tensor) else x for x in (rec.terminated, rec.truncated)
-    )
-    return np.logical_or(rec.terminated, rec.truncated)
 
 
 def _set(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:

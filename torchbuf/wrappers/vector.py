@@ -276,8 +276,8 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         )
         obs_t = obs_to_tensors(fitted, n, self.device)
         term, trunc = as_tensor(terminated, self.device).bool(), as_tensor(truncated, self.device).bool()
-        host = isinstance(terminated, np.ndarray)
-        dones_host = (np.asarray(terminated) | np.asarray(truncated)) if host else None
+        dones_host = self._host_dones(terminated, truncated, term, trunc)
+        host = dones_host is not None
         rec = StepRecord(
             obs_t, acts, _rewards(rews, n, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
         )
@@ -295,6 +295,22 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             self._reset_step(rec, obs_t, host)
         infos = BatchedInfos(info, n) if self._keep_infos else None
         self._recorder.record(rec, infos)
+
+    def _host_dones(
+        self, terminated: Any, truncated: Any, term: torch.Tensor, trunc: torch.Tensor
+    ) -> np.ndarray | None:
+        """The step's ``terminated | truncated`` on the host, where the host has it, else ``None``.
+
+        The host has host arrays, and CPU tensors where the storage reads and writes
+        its CPU memory through numpy (their memory is the host's: no sync); then the
+        counts are exact and NEXT_STEP reset steps are known on the host (their infos
+        kept).
+        """
+        if isinstance(terminated, np.ndarray):
+            return np.asarray(terminated) | np.asarray(truncated)
+        if term.device.type == "cpu" and self._recorder.storage.host_route():
+            return np.logical_or(term.numpy(), trunc.numpy())
+        return None
 
     def _note_unreported(self, done: torch.Tensor, dones_host: np.ndarray | None) -> None:
         """A SAME_STEP step without final observations, where episodes may have ended.
