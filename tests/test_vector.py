@@ -167,25 +167,6 @@ def test_step_before_reset_and_bad_actions():
         envs.step(np.array([0, 7]))
 
 
-class _TorchOutputs(gym.vector.VectorWrapper):
-    """A numpy vector env's outputs as CPU tensors, as gymnasium's ``NumpyToTorch`` gives them.
-
-    (``NumpyToTorch`` itself needs ``array_api_compat``, which nothing else here needs.)
-    """
-
-    def reset(self, **kwargs):
-        import torch
-
-        obs, info = self.env.reset(**kwargs)
-        return torch.from_numpy(obs), info
-
-    def step(self, actions):
-        import torch
-
-        obs, rew, term, trunc, info = self.env.step(actions.numpy())
-        return tuple(torch.from_numpy(x) for x in (obs, rew, term, trunc)) + (info,)
-
-
 @pytest.mark.skipif(not GYM1, reason="gymnasium 0.29 has no NEXT_STEP autoreset mode")
 def test_a_next_step_torch_env_on_the_cpu_keeps_its_infos_and_records_as_its_numpy_twin():
     """A CPU tensor's flags are host memory: the reset steps are known on the host, no info is dropped."""
@@ -193,12 +174,26 @@ def test_a_next_step_torch_env_on_the_cpu_keeps_its_infos_and_records_as_its_num
 
     import torch
 
+    class TorchOutputs(gym.vector.VectorWrapper):  # gymnasium 1.x only
+        """A numpy vector env's outputs as CPU tensors, as gymnasium's ``NumpyToTorch`` gives them.
+
+        (``NumpyToTorch`` itself needs ``array_api_compat``, which nothing else here needs.)
+        """
+
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            return torch.from_numpy(obs), info
+
+        def step(self, actions):
+            obs, rew, term, trunc, info = self.env.step(actions.numpy())
+            return tuple(torch.from_numpy(x) for x in (obs, rew, term, trunc)) + (info,)
+
     def make():
         return gym.make_vec(
             "CartPole-v1", 3, vectorization_mode="sync", vector_kwargs={"autoreset_mode": "NextStep"}
         )
 
-    numpy_envs, torch_envs = VectorBufferingWrapper(make()), VectorBufferingWrapper(_TorchOutputs(make()))
+    numpy_envs, torch_envs = VectorBufferingWrapper(make()), VectorBufferingWrapper(TorchOutputs(make()))
     for envs in (numpy_envs, torch_envs):
         envs.reset(seed=0)
     actions = np.random.default_rng(0).integers(0, 2, (80, 3))
