@@ -285,9 +285,10 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device, self._fit_obs)
             if rec.final_obs is not None:
                 self._reports_final, self._unreported = True, None
-            elif not _none_ended(dones_host):
+            elif not _none_ended(arrays := dones_host if isinstance(terminated, np.ndarray) else None):
+                # a tensor env is treated as on a device: every step marked, the warning deferred to a pop
                 rec.final_obs = unknown_like(obs_t)
-                self._note_unreported(term | trunc, dones_host)
+                self._note_unreported(term | trunc, arrays)
                 info = {**info, UNKNOWN_KEY: term | trunc}
         else:
             rec.final_in_obs = True
