@@ -13,6 +13,7 @@ import pickle
 import numpy as np
 import torch
 
+from tests.helpers import torch_route
 from torchbuf.buffer.record import StepRecord
 from torchbuf.buffer.storage import SlotStorage
 
@@ -147,3 +148,36 @@ def test_a_storage_pickled_with_its_counts_as_arrays_loads():
     old = SlotStorage.__new__(SlotStorage)
     old.__setstate__(state)
     assert old.n_unpopped.tolist() == [1, 1] and old._bound.tolist() == [2, 1]
+
+
+def test_a_loaded_state_clears_the_flags_past_each_cursor(monkeypatch):
+    torch_route(monkeypatch)  # device steps: the bound runs two slots a step ahead of the cursor
+
+    def step(value: float, ended: bool) -> StepRecord:
+        done = torch.tensor([ended, False])
+        return StepRecord(
+            obs=torch.full((2, 3), value),
+            acts=torch.full((2,), int(value)),
+            rews=torch.full((2,), value),
+            terminated=done,
+            truncated=torch.zeros(2, dtype=torch.bool),
+            final_obs=torch.full((2, 3), -value) if ended else None,
+        )
+
+    storage = SlotStorage(2, capacity=8)
+    storage.start(torch.zeros(2, 3))
+    storage.write(step(1.0, False))
+    state = storage.state_dict()  # slots 0..2 of each row (bound 2); each cursor at slot 1
+    data = state["data"].clone()
+    data["terminated"][:, 2] = True  # a state whose slot past the cursors says "done"
+    state["data"] = data
+    loaded = SlotStorage(2, capacity=8)
+    loaded.load_state_dict(state)
+    loaded.write(step(2.0, True))  # row 0 ends: its final observation takes slot 2, the reset one slot 3
+    loaded.write(step(3.0, False))
+    out = loaded.take_transitions()
+    # row 0: steps 1, 2 (terminated) and 3 (from the reset observation); row 1: steps 1, 2, 3
+    assert out["acts"].tolist() == [1, 2, 3, 1, 2, 3]
+    assert out["terminated"].tolist() == [False, True, False, False, False, False]
+    assert out["obs"][:, 0].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+    assert out["next_obs"][:, 0].tolist() == [1.0, -2.0, 3.0, 1.0, 2.0, 3.0]
