@@ -159,7 +159,10 @@ class SlotStorage(StorageState, SlotReading):
         nxt = None if active is None else torch.where(active, here + 1, trash)
         steps = 1 if active is None else active.int()
         if rec.dones_host is not None:
-            self._ends_on_host(rec, pos, rows, nxt, steps)
+            add_rows(pos, rows, steps)
+            self._ends_on_host(
+                rec, pos, rows, get_rows(pos, rows) if nxt is None else nxt, np.flatnonzero(rec.dones_host)
+            )
         else:
             self._ends_on_device(rec, rows, here + 1 if nxt is None else nxt, steps)
 
@@ -190,9 +193,8 @@ class SlotStorage(StorageState, SlotReading):
         """Every row steps on a CPU storage, episode ends known on the host: numpy writes, no torch op.
 
         The fields go to each row's cursor slot, then the cursors move on in place
-        (through the numpy view of their memory) and the observations go to the next
-        slot, or, where an episode ended, the final observation there and the reset
-        one a slot further (as in :meth:`_ends_on_host`).
+        (through the numpy view of their memory) and :meth:`_ends_on_host` writes
+        the observations.
         """
         done = rec.dones_host
         assert done is not None
@@ -203,59 +205,53 @@ class SlotStorage(StorageState, SlotReading):
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name))
         pos += 1
-        if not len(ends):
-            self._put("obs", pos, rec.obs)
-            return
-        if rec.final_in_obs:  # obs holds the final observations; the slot after them stays free
-            self._put("obs", pos, rec.obs)
-            self._awaiting.numpy()[ends] = True
-            pos += done
-            return
-        assert rec.final_obs is not None, "an episode ended without its final observation"
-        if rec.final_rows is None:
-            final, final_rows = _host_rows(rec.final_obs, ends), ends
-        else:
-            final, final_rows = rec.final_obs, rec.final_rows
-        self._put("obs", pos[final_rows], final)
-        pos += done
-        self._put("obs", pos, rec.obs)
+        self._ends_on_host(rec, pos, None, pos, ends)
 
-    def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, steps: Any) -> None:
+    def _ends_on_host(self, rec: StepRecord, pos: Any, rows: Any, nxt: Any, ends: np.ndarray) -> None:
         """Episode ends the host knows: each row's observation written once, the ended rows' final ones.
 
         A row's observation goes to its next slot, or one slot further where its
-        episode ended (the final observation takes the next slot), so no row is
-        written twice.
+        episode ended (the final observation takes the next slot, written first),
+        and the ended rows' cursors move past that slot. With ``final_in_obs`` the
+        observations are the final ones and the slot after them stays free for the
+        reset observation (:meth:`restart`).
 
-        ``pos``, ``rows`` and ``nxt`` are tensors, or on the CPU a numpy view of the
-        cursors' memory and host indices, so that a full-batch step makes no torch
-        call for its bookkeeping. ``nxt`` ``None``: each row's cursor after the step.
+        Args:
+            rec: The step.
+            pos: The cursors, already moved past the step's slot: a tensor, or on
+                the CPU a numpy view of their memory (no torch call).
+            rows: The stepping rows' indices (host ids on the CPU, else a tensor),
+                or ``None`` for every row.
+            nxt: Each stepping row's next slot.
+            ends: Host positions (in this step) of the rows whose episode ended.
         """
-        assert rec.dones_host is not None
-        add_rows(pos, rows, steps)
-        if nxt is None:
-            nxt = get_rows(pos, rows)
-        if not rec.dones_host.any():
+        if not len(ends):
             self._put("obs", nxt, rec.obs)
             return
-        ends = rec.final_rows if rec.final_rows is not None else np.flatnonzero(rec.dones_host)
-        on_device = isinstance(pos, torch.Tensor)
-        at = torch.as_tensor(ends, device=self.device) if on_device else ends
+        tensors = isinstance(pos, torch.Tensor)  # else numpy views and host indices (the CPU route)
+        at = torch.as_tensor(ends, device=self.device) if tensors else ends
         at_row = at if rows is None else rows[at]
-        if rec.final_in_obs:  # obs holds the final observations; the next slot stays free
+        assert rec.dones_host is not None
+        skip = torch.as_tensor(rec.dones_host, device=self.device) if tensors else rec.dones_host
+        if rec.final_in_obs:
             self._put("obs", nxt, rec.obs)
-            self._awaiting[at_row] = True
+            (self._awaiting if tensors else self._awaiting.numpy())[at_row] = True
         else:
             assert rec.final_obs is not None, "an episode ended without its final observation"
-            skip = torch.as_tensor(rec.dones_host, device=self.device) if on_device else rec.dones_host
-            self._put("obs", nxt + skip, rec.obs)  # an ended row's reset observation one slot further
-            final = (
-                rec.final_obs
-                if rec.final_rows is not None
-                else rec.final_obs[torch.as_tensor(ends, device=self.device)]
-            )
-            self._put("obs", nxt[at], final)
-        pos[at_row] += 1
+            final: Any = rec.final_obs
+            final_at: Any = at
+            if rec.final_rows is not None:
+                final_at = torch.as_tensor(rec.final_rows, device=self.device) if tensors else rec.final_rows
+            else:  # a full batch: its ended rows
+                final = final[at] if tensors else _host_rows(final, ends)
+            self._put("obs", nxt[final_at], final)
+        moved_in_place = nxt is pos  # every row steps: the next slots are the cursors themselves
+        if moved_in_place:
+            pos += skip
+        else:
+            pos[at_row] += 1
+        if not rec.final_in_obs:  # an ended row's reset observation one slot further
+            self._put("obs", nxt if moved_in_place else nxt + skip, rec.obs)
 
     def _ends_on_device(
         self, rec: StepRecord, rows: torch.Tensor | None, nxt: torch.Tensor, steps: Any
