@@ -72,14 +72,15 @@ def test_an_action_outside_a_discrete_space_names_the_env(n_envs, bad):
         venv.step(acts)
 
 
-@pytest.mark.parametrize("huge", [0, 1 << 40], ids=["numpy-result", "torch-memory"])
+@pytest.mark.parametrize("small", [1 << 40, 0], ids=["numpy-result", "torch-memory"])
 @pytest.mark.parametrize("shape", [(), (4,), (3, 5)])
-def test_a_cpu_row_take_copies_exactly_the_indexed_rows(monkeypatch, huge, shape):
+def test_a_cpu_row_take_copies_exactly_the_indexed_rows(monkeypatch, small, shape):
     import torch
 
     from torchbuf.buffer import rows as rows_module
 
-    monkeypatch.setattr(rows_module, "_NUMPY_HUGE", huge)
+    monkeypatch.setattr(rows_module, "_NUMPY_SMALL", small)
+    monkeypatch.setattr(rows_module, "_NUMPY_HUGE", 1 << 40)
     leaf = torch.arange(40 * int(np.prod(shape, dtype=int)), dtype=torch.float32).reshape(40, *shape)
     rows = rows_module.Rows(None, leaf)
     index = torch.tensor([39, 0, 7, 7, 12])
@@ -89,9 +90,9 @@ def test_a_cpu_row_take_copies_exactly_the_indexed_rows(monkeypatch, huge, shape
     out.zero_()  # a copy: the storage keeps its rows
     assert leaf[39].sum() > 0
     assert rows.take(torch.tensor([], dtype=torch.long)).shape == (0, *shape)
-    if huge:  # the torch-memory route takes with mode="clip", so it checks the range itself
+    for bad in ([0, 40], [-1, 3]):  # numpy would clamp (mode="clip") or wrap (a negative index)
         with pytest.raises(IndexError, match="slot index out of range"):
-            rows.take(torch.tensor([0, 40]))
+            rows.take(torch.tensor(bad))
 
 
 def test_one_range_check_covers_the_next_slots_too():

@@ -20,6 +20,9 @@ Index = torch.Tensor | np.ndarray
 """Flat slot indices: a tensor, or on the CPU a host array (no torch call to read it)."""
 
 
+_NUMPY_SMALL = 1 << 20
+"""Below this many bytes a row take returns numpy's own result: the allocator reuses such blocks."""
+
 _NUMPY_HUGE = 4 << 20
 """numpy backs arrays of this many bytes or more with huge pages (Linux): fresh results are cheap there."""
 
@@ -84,16 +87,17 @@ class Rows:
         """
         if self.host is not None:
             at = index if isinstance(index, np.ndarray) else index.numpy()
-            if len(at) * self.row_bytes >= _NUMPY_HUGE:  # numpy's own result: huge pages
-                rows = self.host[at] if self.slots is None else np.take(self.slots, at).view(self.host.dtype)
-                return torch.from_numpy(rows.reshape(len(at), *self.host.shape[1:]))
-            # smaller: into memory torch allocates, which the next pop's copy reuses, where numpy's
-            # fresh pages for each pop cost more than the copy
+            if not checked:  # numpy's take wraps negative indices, and mode="clip" clamps
+                check_slots(at, len(self.host))
+            size = len(at) * self.row_bytes
+            if size < _NUMPY_SMALL or size >= _NUMPY_HUGE:  # numpy's own result (see the constants)
+                rows = np.take(self.host, at, axis=0) if self.slots is None else np.take(self.slots, at)
+                return torch.from_numpy(rows.view(self.host.dtype).reshape(len(at), *self.host.shape[1:]))
+            # between: into memory torch allocates, which the next pop's copy reuses, where numpy's
+            # fresh pages for each pop cost more than the copy (4096 envs x 100 steps: 10 vs 14 ms)
             out = torch.empty((len(at), *self.leaf.shape[1:]), dtype=self.leaf.dtype)
             if not len(at):
                 return out
-            if not checked:  # mode="clip" would clamp an index out of range
-                check_slots(at, len(self.host))
             dest = out.numpy()
             if self.slots is None:  # numpy buffers a take into out= unless its mode is "clip" (or "wrap")
                 np.take(self.host, at, axis=0, out=dest, mode="clip")
