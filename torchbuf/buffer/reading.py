@@ -35,8 +35,8 @@ class SlotReading(SlotState):
         microsecond where torch takes several); elsewhere tensors and torch.
         """
         if self.host_route():
-            cur = self._pos_host() + (self._shift - self._base.numpy())
-            return np, cur, np.arange(width), self._ep_carry.numpy()
+            cur = self._host("_pos") + (self._shift - self._host("_base"))
+            return np, cur, np.arange(width), self._host("_ep_carry")
         return torch, self._cur, torch.arange(width, device=self.device), self._ep_carry
 
     def host_route(self) -> bool:
@@ -204,10 +204,17 @@ class SlotReading(SlotState):
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
-        self._put("obs", self._base, self._take("obs", self._pos))
+        host = self.host_route()
+        pos: Index = self._host("_pos") if host else self._pos
+        base: Index = self._host("_base") if host else self._base
+        for rows in self._flat["obs"]:
+            rows.move(pos, base)
         top = int(self._bound.max())
         self._clear_flags(min(top + 2, self.capacity + 1))
-        self._pos = self._base.clone()
+        if isinstance(pos, np.ndarray):  # in place: the cursors' numpy view stays valid for the next step
+            pos[:] = base
+        else:
+            self._pos = self._base.clone()
         self.n_unpopped[:] = 0
         self._bound[:] = 0
         self.counts_exact = True

@@ -109,6 +109,18 @@ class Rows:
             return self.leaf[index]
         return self.wide[index].view(self.leaf.dtype).reshape(index.shape[0], *self.leaf.shape[1:])
 
+    def move(self, src: Index, dst: Index) -> None:
+        """Copies the rows at flat slots ``src`` to slots ``dst`` (host arrays for a CPU leaf).
+
+        On the CPU one numpy copy through the row view, no torch call; elsewhere a
+        take and a put.
+        """
+        if self.host is None:
+            self.put(dst, self.take(src))
+            return
+        rows = self.host if self.slots is None else self.slots
+        rows[dst] = rows[src]
+
     def _put_host(self, index: Index, value: torch.Tensor | np.ndarray, shift: int) -> None:
         """:meth:`put` for a CPU leaf (``host`` set): numpy writes into the leaf's memory."""
         host, slots = self.host, self.slots

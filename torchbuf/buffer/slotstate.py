@@ -58,7 +58,7 @@ class SlotState:
     _rows: torch.Tensor
     _base: torch.Tensor
     _pos: torch.Tensor  # each row's cursor as a flat slot index, less ``_shift``
-    _pos_view: tuple[torch.Tensor | None, np.ndarray | None]
+    _host_views: dict[str, tuple[torch.Tensor, np.ndarray]]  # see _host
     _shift: int
     _slack: int
     _bounds: np.ndarray  # each row's cursor bound, less ``_due_steps + _due_ends``
@@ -90,13 +90,17 @@ class SlotState:
         """Each row's cursor as a column (for pops and checkpoints; steps use the flat slot)."""
         return self._pos + self._shift - self._base
 
-    def _pos_host(self) -> np.ndarray:
-        """A numpy view of the CPU cursors' memory, made once per cursor tensor (``numpy()`` is an op)."""
-        if self._pos_view[0] is not self._pos:
-            self._pos_view = (self._pos, self._pos.numpy())
-        view = self._pos_view[1]
-        assert view is not None
-        return view
+    def _host(self, name: str) -> np.ndarray:
+        """A numpy view of the memory of CPU tensor attribute ``name`` (``_pos``, ``_base``...).
+
+        Made once per tensor object (``numpy()`` is an op, a few µs) and re-made when the
+        attribute holds another tensor; writes through it change the tensor.
+        """
+        tensor: torch.Tensor = getattr(self, name)
+        made = self._host_views.get(name)
+        if made is None or made[0] is not tensor:
+            made = self._host_views[name] = (tensor, tensor.numpy())
+        return made[1]
 
     def _rebase(self) -> None:
         """Folds the shift into the cursors (one op), for the steps and pops that index them."""

@@ -62,7 +62,7 @@ class SlotStorage(StorageState, SlotReading):
         self._base = self._rows * (self.capacity + 1)
         self._flat: dict[str, list[Rows]] = {}
         self._pos = self._base.clone()  # each row's cursor as a flat slot index, less _shift
-        self._pos_view: tuple[torch.Tensor | None, np.ndarray | None] = (None, None)
+        self._host_views: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
         self._shift, self._shifts = 0, 1  # shifted views per leaf: set with the views
         self._ep_carry = torch.zeros(n_envs, dtype=torch.int64, device=self.device)
         self._awaiting = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
@@ -146,7 +146,7 @@ class SlotStorage(StorageState, SlotReading):
             self._count_on_host(rec)
         self._rebase()
         on_host = rec.dones_host is not None and rec.active is None and self.device.type == "cpu"
-        pos = self._pos_host() if on_host else self._pos
+        pos = self._host("_pos") if on_host else self._pos
         rows: Any = rec.env_ids  # host ids on the CPU route, else a tensor
         if rows is not None and not on_host:
             rows = torch.as_tensor(rows, device=self.device)
@@ -180,12 +180,12 @@ class SlotStorage(StorageState, SlotReading):
             self._rebase()
         k, pos = self._shift, self._pos
         host = self.host_route()  # CPU leaves: one numpy view of the cursors serves every write
-        at = self._pos_host() if host else pos
+        at = self._host("_pos") if host else pos
         for name in STEP_FIELDS:
             self._put(name, at, getattr(rec, name), k)
         done = _done(rec)
         self._pos, self._shift = pos + done, k + 1
-        self._put_next_obs(rec, at, self._pos_host() if host else self._pos, k + 1)
+        self._put_next_obs(rec, at, self._host("_pos") if host else self._pos, k + 1)
         if rec.final_in_obs:
             self._awaiting = self._awaiting | done
 
@@ -201,7 +201,7 @@ class SlotStorage(StorageState, SlotReading):
         ends = done.nonzero()[0]
         self._count_full_batch(ends)
         self._rebase()
-        pos = self._pos_host()
+        pos = self._host("_pos")
         for name in STEP_FIELDS:
             self._put(name, pos, getattr(rec, name))
         pos += 1
@@ -235,7 +235,7 @@ class SlotStorage(StorageState, SlotReading):
         skip = torch.as_tensor(rec.dones_host, device=self.device) if tensors else rec.dones_host
         if rec.final_in_obs:
             self._put("obs", nxt, rec.obs)
-            (self._awaiting if tensors else self._awaiting.numpy())[at_row] = True
+            (self._awaiting if tensors else self._host("_awaiting"))[at_row] = True
         else:
             assert rec.final_obs is not None, "an episode ended without its final observation"
             final: Any = rec.final_obs
@@ -361,7 +361,7 @@ class SlotStorage(StorageState, SlotReading):
     def __getstate__(self) -> dict[str, Any]:
         """Pickles and deep copies without the flat views: they would become independent arrays."""
         state = self.__dict__.copy()
-        state["_flat"], state["_pos_view"] = {}, (None, None)
+        state["_flat"], state["_host_views"] = {}, {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -372,6 +372,8 @@ class SlotStorage(StorageState, SlotReading):
             state["_unpopped"], state["_bounds"] = state.pop("n_unpopped"), state.pop("_bound")
         state.setdefault("_due_steps", 0)
         state.setdefault("_due_ends", 0)
+        state.pop("_pos_view", None)  # pickled with the cursors' view alone
+        state["_host_views"] = {}
         self.__dict__.update(state)
         if self.data is not None:
             self._refresh_views()
