@@ -13,6 +13,9 @@ import numpy as np
 
 from torchbuf.data.infos import InfoArray
 
+_NONE = InfoArray.of([])
+"""No infos: what an env carries when nothing was given back (shared: it has nothing to make)."""
+
 
 class InfoLog:
     """The info dicts of unpopped transitions.
@@ -29,12 +32,12 @@ class InfoLog:
         self.n_envs = n_envs
         self._all = np.arange(n_envs)
         self._steps: list[tuple[np.ndarray | None, Sequence[dict[str, Any]]]] = []
-        self._carry: list[InfoArray] = [InfoArray.of([])] * n_envs
+        self._carry: list[InfoArray] = [_NONE] * n_envs
         self._carried = False  # whether any env carries infos given back
 
     def clear(self) -> None:
         """Forgets everything."""
-        self._steps, self._carry, self._carried = [], [InfoArray.of([])] * self.n_envs, False
+        self._steps, self._carry, self._carried = [], [_NONE] * self.n_envs, False
 
     def append(self, env_ids: np.ndarray | None, infos: Sequence[dict[str, Any]]) -> None:
         """Logs one step: ``infos[j]`` belongs to env ``env_ids[j]`` (env ``j`` when ``None``)."""

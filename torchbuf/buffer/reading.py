@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from torchbuf.buffer.rows import Index, check_slots, ranges
+from torchbuf.buffer.rows import Index, ranges
 from torchbuf.buffer.segments import Segments, cut_segments
 from torchbuf.buffer.slotstate import SlotState
 from torchbuf.data.types import Obs
@@ -79,7 +79,7 @@ class SlotReading(SlotState):
         live = col < cur[:, None]
         ends &= live
         is_tr = ~ends & live
-        out = self._gather(self._transition_slots(is_tr), in_range=True)
+        out = self._gather(self._transition_slots(is_tr))
         last = _last_true(ends, col, xp)  # each row's last run end
         carry = xp.where(last >= 0, cur - last - 1, carry + cur)
         self._ep_carry = torch.from_numpy(carry) if xp is np else carry
@@ -125,9 +125,10 @@ class SlotReading(SlotState):
         start = segments.env * (self.capacity + 1) + segments.first
         n_acts = segments.last - segments.first
         obs_at, steps_at = self._slots(ranges(start, n_acts + 1)), self._slots(ranges(start, n_acts))
-        obs = self._take("obs", obs_at, self._checked(obs_at))
-        steps = self._take_fields(STEP_FIELDS, steps_at, self._checked(steps_at))
-        self._ep_carry = self._index(carry)
+        # in range by construction: runs of each row's slots up to its cursor (short of the trash column)
+        obs = self._take("obs", obs_at, True)
+        steps = self._take_fields(STEP_FIELDS, steps_at, True)
+        self._ep_carry = torch.from_numpy(carry) if xp is np else self._index(carry)
         if finished_only:
             self._keep_from(keep_from)
         else:
@@ -163,34 +164,22 @@ class SlotReading(SlotState):
         """Host slot indices as the reads take them: the array itself on the CPU route, else a tensor."""
         return host if self.host_route() else self._index(host)
 
-    def _checked(self, index: Index, after: int = 0) -> bool:
-        """Checks a host ``index`` (and ``index + after``) against the slots once for all leaves.
-
-        Returns:
-            Whether it was checked (a host array); a tensor's reads check themselves.
-        """
-        if not isinstance(index, np.ndarray):
-            return False
-        check_slots(index, self.n_envs * (self.capacity + 1), after)
-        return True
-
     def _grid_slots(self, at: np.ndarray, width: int) -> np.ndarray:
         """Flat slot indices of positions ``at`` of a (rows x ``width``) grid of each row's first slots."""
         if width == self.capacity + 1:  # the whole rows: positions are slots
             return at
         return at + (at // width) * (self.capacity + 1 - width)
 
-    def _gather(self, index: Index, in_range: bool = False) -> TensorDict:
+    def _gather(self, index: Index) -> TensorDict:
         """The transitions at flat slots ``index``: step fields, ``obs``, ``next_obs`` (the next slot).
 
-        ``in_range``: every ``index`` and ``index + 1`` is a slot by construction (positions
-        of the grid of slots before the cursors, which stop short of the trash column),
-        so a host index needs no range check.
+        Every ``index`` and ``index + 1`` is a slot by construction (positions of the grid
+        of slots before the cursors, which stop short of the trash column), so a host
+        index needs no range check.
         """
-        checked = in_range and isinstance(index, np.ndarray) or self._checked(index, after=1)
-        fields = {name: self._take(name, index, checked) for name in STEP_FIELDS}
-        fields["obs"] = self._take("obs", index, checked)
-        fields["next_obs"] = self._take("obs", index + 1, checked)
+        fields = {name: self._take(name, index, True) for name in STEP_FIELDS}
+        fields["obs"] = self._take("obs", index, True)
+        fields["next_obs"] = self._take("obs", index + 1, True)
         return TensorDict(fields, batch_size=[len(index)], device=self.device)
 
     def _clear_flags(self, upto: int) -> None:

@@ -38,12 +38,15 @@ def cut_segments(
 
     Vectorised over all rows: a run ends at each marked slot, the next starts one
     slot after it; a row's running episode is the run from its last mark to its
-    cursor. A run that ends in a terminal slot reports its episode's length: its
-    actions, plus the row's carried steps when it starts at the row's first slot.
+    cursor (marked 3 at the cursor, so that one ``nonzero`` finds every run, env by
+    env in time order). A run that ends in a terminal slot reports its episode's
+    length: its actions, plus the row's carried steps when it starts at the row's
+    first slot.
 
     Args:
-        kinds: Each row's unpopped slots: 2 where a terminal observation ends a run,
-            1 where a cut does, 0 elsewhere.
+        kinds: Each row's slots: 2 where a terminal observation ends a run, 1 where
+            a cut does, 0 elsewhere (at least one column past every cursor). A
+            scratch array: the cursors' slots are overwritten.
         cursors: Each row's cursor.
         carry: Steps each row's episode at its first slot made before that slot.
         finished_only: Leave out the running episodes.
@@ -52,21 +55,26 @@ def cut_segments(
         The runs with at least one action, and per row the slot where the
         unpopped rest begins.
     """
+    if not finished_only:
+        kinds[np.arange(len(cursors)), cursors] = 3
     env, end = np.nonzero(kinds)  # row-major: env by env, in time order
-    change = env[1:] != env[:-1]
-    new_row, last_of_row = np.ones(env.size, dtype=bool), np.ones(env.size, dtype=bool)
-    new_row[1:], last_of_row[:-1] = change, change
-    first = np.zeros(env.size, dtype=np.int64)
+    new_row = np.empty(env.size, dtype=bool)
+    new_row[:1] = True
+    np.not_equal(env[1:], env[:-1], out=new_row[1:])
+    first = np.zeros_like(end)
     first[1:] = end[:-1] + 1
     first[new_row] = 0
-    keep_from = np.zeros(len(cursors), dtype=np.int64)
-    keep_from[env[last_of_row]] = end[last_of_row] + 1  # one past each row's last mark
+    kind = kinds[env, end]
     length = end - first + np.where(new_row, carry[env], 0)
-    parts = [(env, first, end, np.where(kinds[env, end] == 2, length, 0))]
-    if not finished_only:  # each row's running episode: after all of the row's marks
-        rows = np.flatnonzero(cursors > keep_from)
-        parts.append((rows, keep_from[rows], cursors[rows], np.zeros(len(rows), dtype=np.int64)))
-    env, first, last, ep_len = (np.concatenate(x).astype(np.int64, copy=False) for x in zip(*parts))
-    order = np.argsort(env, kind="stable")  # env by env; within a row the running episode comes last
-    keep = order[last[order] > first[order]]
-    return Segments(env[keep], first[keep], last[keep], ep_len[keep]), keep_from
+    keep_from = np.zeros(len(cursors), dtype=np.int64)
+    if finished_only:  # one past each row's last mark
+        last_of_row = np.empty(env.size, dtype=bool)
+        last_of_row[-1:] = True
+        last_of_row[:-1] = new_row[1:]
+        keep_from[env[last_of_row]] = end[last_of_row] + 1
+    else:  # where each row's running episode begins
+        running = kind == 3
+        keep_from[env[running]] = first[running]
+    keep = end > first
+    ep_len = np.where(kind == 2, length, 0)
+    return Segments(env[keep], first[keep], end[keep], ep_len[keep]), keep_from
