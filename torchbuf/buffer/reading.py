@@ -144,7 +144,7 @@ class SlotReading(SlotState):
         """
         width = is_tr.shape[1]
         if isinstance(is_tr, np.ndarray):  # (the pop then zeroes the counts: none to count here)
-            return self._grid_slots(np.arange(is_tr.size)[is_tr.ravel()], width)  # flatnonzero, 3x faster
+            return self._grid_slots(np.flatnonzero(is_tr), width)
         if not self.counts_exact:
             self.n_unpopped = is_tr.sum(1).cpu().numpy()
         counts = self.n_unpopped

@@ -61,19 +61,26 @@ class InfoArray(Sequence[Any]):
 
     Args:
         entries: Where the entries come from.
-        index: Which of ``entries`` this array holds, in order.
+        index: Which of ``entries`` this array holds, in order; ``None`` for all of
+            them (the index array is then made only if something reads it).
     """
 
     ndim = 1
     dtype = np.dtype(object)
 
-    def __init__(self, entries: _Entries, index: np.ndarray):
-        self._entries, self._index = entries, index
+    def __init__(self, entries: _Entries, index: np.ndarray | None = None):
+        self._entries, self._own_index = entries, index
+
+    @property
+    def _index(self) -> np.ndarray:
+        if self._own_index is None:
+            self._own_index = np.arange(self._entries.n)
+        return self._own_index
 
     @classmethod
     def gather(cls, sources: Sequence[Sequence[Any]], src: np.ndarray, pos: np.ndarray) -> InfoArray:
         """Entry ``i`` is ``sources[src[i]][pos[i]]``, made when read."""
-        return cls(_Entries(sources, src, pos), np.arange(len(src)))
+        return cls(_Entries(sources, src, pos))
 
     @classmethod
     def grid(cls, steps: Sequence[Sequence[Any]], n_envs: int) -> InfoArray:
@@ -81,8 +88,7 @@ class InfoArray(Sequence[Any]):
 
         Entry ``e * len(steps) + t`` is ``steps[t][e]``.
         """
-        n = len(steps) * n_envs
-        return cls(_Entries(steps, None, None, n), np.arange(n))
+        return cls(_Entries(steps, None, None, len(steps) * n_envs))
 
     @classmethod
     def of(cls, items: Sequence[Any]) -> InfoArray:
@@ -103,7 +109,7 @@ class InfoArray(Sequence[Any]):
             return cls(arrays[0]._entries, np.concatenate([a._index for a in arrays]))
         if not arrays:
             return cls.of([])
-        whole = {id(a._entries): cls(a._entries, np.arange(a._entries.n)) for a in arrays}
+        whole = {id(a._entries): cls(a._entries) for a in arrays}
         src = np.concatenate([np.full(len(a), roots[id(a._entries)], dtype=np.int64) for a in arrays])
         pos = np.concatenate([a._index for a in arrays]).astype(np.int64)
         return cls.gather(list(whole.values()), src, pos)
@@ -111,15 +117,15 @@ class InfoArray(Sequence[Any]):
     @property
     def shape(self) -> tuple[int]:
         """``(len(self),)``, as a 1-D array's."""
-        return (len(self._index),)
+        return (len(self),)
 
     @property
     def size(self) -> int:
         """The number of entries."""
-        return len(self._index)
+        return len(self)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._entries.n if self._own_index is None else len(self._own_index)
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is slice:
