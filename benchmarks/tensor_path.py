@@ -122,7 +122,9 @@ def measure(n_envs: int, args: argparse.Namespace) -> dict[str, Any]:
     """One row: µs per step of each way at ``n_envs``, and the added times' ratio.
 
     The ways take turns window by window, so a change in the machine's load falls on
-    all of them; each one's figure is its median window.
+    all of them; each one's figure is its median window, and each time added is the
+    median over rounds of that round's difference to the env alone (a difference of two
+    medians of a few hundred µs would carry both their noise).
     """
     device = torch.device(args.device)
     actions = torch.randint(0, 2, (n_envs,), generator=torch.Generator().manual_seed(0)).to(device)
@@ -142,7 +144,10 @@ def measure(n_envs: int, args: argparse.Namespace) -> dict[str, Any]:
         for name, way in ways.items():
             per_step[name].append(time_window(way, actions, args.window))
     us = {name: statistics.median(times) * 1e6 for name, times in per_step.items()}
-    added = {name: us[name] - us["env"] for name in ("raw", "torchbuf")}
+    added = {
+        name: statistics.median(t - e for t, e in zip(per_step[name], per_step["env"], strict=True)) * 1e6
+        for name in ("raw", "torchbuf")
+    }
     return {
         "n_envs": n_envs,
         "us_per_step": us,
@@ -180,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--n-envs", type=int, nargs="+", default=[8, 256, 4096])
     p.add_argument("--window", type=int, default=100, help="steps between two pops")
-    p.add_argument("--windows", type=int, default=5, help="timed windows per way")
+    p.add_argument("--windows", type=int, default=15, help="timed windows per way")
     p.add_argument("--episode", type=int, default=50, help="max_episode_steps (episode ends in every window)")
     p.add_argument("--no-infos", dest="keep_infos", action="store_false", help="keep_infos=False")
     p.add_argument("--out", default="docs")
