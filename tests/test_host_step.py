@@ -56,8 +56,11 @@ def test_a_cpu_step_of_a_torch_env_takes_numpy_views_and_issues_no_other_op(n_en
         ops_by_end[bool((terminated | truncated).any())].append(dict(counter.ops))
     env.step = env_step
     assert ops_by_end[True] and ops_by_end[False], "both kinds of step were taken"
-    for ops in ops_by_end[False] + ops_by_end[True]:
-        assert set(ops) <= {"aten.detach"} and ops.get("aten.detach", 0) <= 8, ops
+    for ended, steps in ops_by_end.items():
+        for ops in steps:
+            # the numpy views of obs, actions, rewards and both flags (each read once), and of the
+            # final observations where an episode ended
+            assert set(ops) <= {"aten.detach"} and ops.get("aten.detach", 0) <= (6 if ended else 5), ops
     assert len(envs.pop_transitions()) == 41 * n_envs
 
 

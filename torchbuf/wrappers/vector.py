@@ -8,7 +8,7 @@ from ``metadata["autoreset_mode"]`` (see :mod:`torchbuf.adapters.gymnasium`).
 from __future__ import annotations
 
 import warnings
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -276,10 +276,19 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         )
         obs_t = obs_to_tensors(fitted, n, self.device)
         term, trunc = as_tensor(terminated, self.device).bool(), as_tensor(truncated, self.device).bool()
-        dones_host = self._host_dones(terminated, truncated, term, trunc)
-        host = dones_host is not None
+        flags = self._host_flags(terminated, truncated, term, trunc)
+        host = flags is not None
+        dones_host = None if flags is None else flags[0] | flags[1]
+        # a CPU storage's writes take the host flags as they are (read once)
+        rec_term, rec_trunc = flags if flags is not None and term.device.type == "cpu" else (term, trunc)
         rec = StepRecord(
-            obs_t, acts, _rewards(rews, n, self.device), term, trunc, dones_host=dones_host, env_ids=env_ids
+            obs_t,
+            acts,
+            _rewards(rews, n, self.device),
+            rec_term,
+            rec_trunc,
+            dones_host=dones_host,
+            env_ids=env_ids,
         )
         if self.mode is Autoreset.SAME_STEP:
             rec.final_obs, rec.final_rows = final_obs(info, obs_t, self.device, self._fit_obs)
@@ -293,24 +302,24 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         else:
             rec.final_in_obs = True
         if self.mode is Autoreset.NEXT_STEP:
-            self._reset_step(rec, obs_t, host)
+            self._reset_step(rec, obs_t, host, term | trunc)
         infos = BatchedInfos(info, n) if self._keep_infos else None
         self._recorder.record(rec, infos)
 
-    def _host_dones(
+    def _host_flags(
         self, terminated: Any, truncated: Any, term: torch.Tensor, trunc: torch.Tensor
-    ) -> np.ndarray | None:
-        """The step's ``terminated | truncated`` on the host, where the host has it, else ``None``.
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The step's ``terminated`` and ``truncated`` on the host, where the host has them, else ``None``.
 
         The host has host arrays, and CPU tensors where the storage reads and writes
-        its CPU memory through numpy (their memory is the host's: no sync); then the
-        counts are exact and NEXT_STEP reset steps are known on the host (their infos
-        kept).
+        its CPU memory through numpy (their memory is the host's: no sync; their numpy
+        views, which the storage's writes then take as they are); with them the counts
+        are exact and NEXT_STEP reset steps are known on the host (their infos kept).
         """
         if isinstance(terminated, np.ndarray):
-            return np.asarray(terminated) | np.asarray(truncated)
+            return np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
         if term.device.type == "cpu" and self._recorder.storage.host_route():
-            return np.logical_or(term.numpy(), trunc.numpy())
+            return term.numpy(), trunc.numpy()
         return None
 
     def _note_unreported(self, done: torch.Tensor, dones_host: np.ndarray | None) -> None:
@@ -341,7 +350,7 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
             )
             self._warned_unknown_final = True
 
-    def _reset_step(self, rec: StepRecord, obs: Obs, host: bool) -> None:
+    def _reset_step(self, rec: StepRecord, obs: Obs, host: bool, done: torch.Tensor) -> None:
         """NEXT_STEP: envs that ended last step only reset now; this is no transition."""
         assert self._ended is not None
         rows = slice(None) if rec.env_ids is None else rec.env_ids
@@ -353,7 +362,6 @@ class VectorBufferingWrapper(PopAPI, VectorWrapper):
         if not host or self._ended_host[rows].any():
             self._recorder.storage.restart(obs, ended, rec.env_ids)
         rec.active = ~ended
-        done = cast(torch.Tensor, rec.terminated | rec.truncated)  # this wrapper's records hold tensors
         if host:
             rec.active_host = ~self._ended_host[rows]
             assert rec.dones_host is not None
