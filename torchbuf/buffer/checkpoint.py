@@ -82,22 +82,8 @@ class StorageState(SlotState):
         self._base = self._rows * (self.capacity + 1)
         self._pos = self._base + cur
         if self.data is not None:
-            self._clear_flags_past(cur)
             self._refresh_views()
-
-    def _clear_flags_past(self, cur: torch.Tensor) -> None:
-        """Clears the done and cut flags at and past each row's cursor ``cur`` (a column).
-
-        Those slots hold nothing recorded, and the steps rely on their flags being
-        clear: a final observation's slot never gets its flags written, and its
-        ``terminated`` would mark the reset observation after it as a run end (its
-        transition lost).
-        """
-        assert self.data is not None
-        stale = torch.arange(self.capacity + 1, device=self.device) >= cur[:, None]
-        for name in ("terminated", "truncated", "cut"):
-            if name in self.data.keys():  # noqa: SIM118 (a TensorDict's keys are not its rows)
-                self.data[name].masked_fill_(stale, False)
+            self._clear_flags_past(cur, self.capacity + 1)
 
     def _padded(self, data: TensorDictBase) -> TensorDict:
         """``data`` (batch ``(n_envs, width)``) in a fresh zeroed storage of ``capacity + 1`` slots."""

@@ -190,6 +190,19 @@ class SlotReading(SlotState):
             if name in self._flat:
                 self._flag(name, xp)[:, :upto] = False
 
+    def _clear_flags_past(self, cur: torch.Tensor, upto: int) -> None:
+        """Zeroes the done and cut flags at and past each row's cursor ``cur`` (a column), below ``upto``.
+
+        Those slots hold nothing recorded, and the steps rely on their flags being
+        clear: a final observation's slot never gets its flags written, and its
+        ``terminated`` would mark the reset observation after it as a run end.
+        """
+        assert self.data is not None
+        stale = torch.arange(upto, device=self.device) >= cur[:, None]
+        for name in FLAGS:
+            if name in self._flat:
+                self.data[name][:, :upto].masked_fill_(stale, False)
+
     def _restart_at_cursor(self) -> None:
         """Moves each row's current observation to slot 0: all else is popped."""
         assert self.data is not None
@@ -217,10 +230,7 @@ class SlotReading(SlotState):
         cols = (first[:, None] + torch.arange(width, device=self.device)).clamp_(max=self.capacity)
         self.data[:, :width] = self.data[self._rows[:, None], cols]
         self._pos = self._base + torch.as_tensor(self.n_unpopped, device=self.device)
-        upto = min(top + 2, self.capacity + 1)
-        stale = torch.arange(upto, device=self.device) >= self._cur[:, None]
-        for name in FLAGS:
-            self.data[name][:, :upto].masked_fill_(stale, False)
+        self._clear_flags_past(self._cur, min(top + 2, self.capacity + 1))
         self._bound = self.n_unpopped.copy()
         self._fit(top)
 

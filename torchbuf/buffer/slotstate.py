@@ -113,6 +113,9 @@ class SlotState:
     def _fit(self, top: int) -> None:
         raise NotImplementedError
 
+    def _clear_flags_past(self, cur: torch.Tensor, upto: int) -> None:
+        raise NotImplementedError
+
     def _put(self, name: str, index: Any, value: Any, shift: int = 0) -> None:
         raise NotImplementedError
 
